@@ -1,0 +1,1 @@
+"""One module per runc command: its flags (`FLAGS`), usage line (`USAGE`) and `run()`."""

@@ -1,0 +1,47 @@
+"""runc create: set the container up and leave its init blocked on the exec fifo."""
+
+from typing import Any
+
+from runc_py.cli import Context
+from runc_py.container.create import create
+from runc_py.errors import UsageError
+from runc_py.flags import Flag
+
+USAGE = "[command options] <container-id>"
+FLAGS = [
+    Flag("bundle", "str", aliases=("b",), default="."),
+    Flag("console-socket", "str"),
+    Flag("pid-file", "str"),
+    Flag("no-pivot", "bool"),
+    Flag("no-new-keyring", "bool"),
+    Flag("preserve-fds", "int", default=0),
+]
+
+
+def container_id(pos: list[str]) -> str:
+    if len(pos) != 1:
+        raise UsageError(f"requires exactly 1 argument (container id), got {len(pos)}")
+    return pos[0]
+
+
+def preserved(opts: dict[str, Any]) -> int:
+    """--preserve-fds plus the LISTEN_FDS that systemd socket activation handed us."""
+    import os
+
+    n = int(opts.get("preserve-fds") or 0)
+    if os.environ.get("LISTEN_FDS", "").isdigit():
+        n += int(os.environ["LISTEN_FDS"])
+    return n
+
+
+def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
+    create(
+        ctx.root,
+        container_id(pos),
+        opts["bundle"],
+        pid_file=opts["pid-file"],
+        console_socket=opts["console-socket"],
+        no_pivot=opts["no-pivot"],
+        preserve_fds=preserved(opts),
+    )
+    return 0

@@ -1,0 +1,29 @@
+"""runc delete: remove a stopped (or created) container; --force kills a running one first."""
+
+from typing import Any
+
+from runc_py.cli import Context
+from runc_py.commands.create import container_id
+from runc_py.container import state
+from runc_py.container.destroy import destroy
+from runc_py.errors import RuntimeErr
+from runc_py.flags import Flag
+
+USAGE = "[command options] <container-id>"
+FLAGS = [Flag("force", "bool", aliases=("f",))]
+
+
+def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
+    cid = container_id(pos)
+    try:
+        st = state.load(ctx.root, cid)
+    except RuntimeErr:
+        if opts["force"]:
+            state.validate_id(cid)
+            return 0
+        raise
+    status = st.status(ctx.root)
+    if status in ("running", "paused") and not opts["force"]:
+        raise RuntimeErr(f"cannot delete container {cid} that is not stopped: {status}")
+    destroy(ctx.root, st)
+    return 0

@@ -1,0 +1,38 @@
+"""runc features: what this runtime supports, as JSON (runtime-spec features.md)."""
+
+import json
+import sys
+from typing import Any
+
+from runc_py.cli import SPEC_VERSION, Context
+from runc_py.container.hooks import KINDS
+from runc_py.container.init import NS_FLAGS
+from runc_py.container.rootfs import MOUNT_FLAGS, PROPAGATION
+from runc_py.linux import caps, seccomp
+
+USAGE = ""
+FLAGS: list[Any] = []
+
+
+def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
+    sc = seccomp.supported()
+    features = {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": list(KINDS),
+        "mountOptions": sorted([*MOUNT_FLAGS, *PROPAGATION]),
+        "linux": {
+            "namespaces": sorted(NS_FLAGS),
+            "capabilities": caps.known_capabilities(),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": sc,
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "io.github.seccomp.libseccomp.version": seccomp.libseccomp_version() or "",
+        },
+    }
+    sys.stdout.write(json.dumps(features, indent="    ") + "\n")
+    return 0

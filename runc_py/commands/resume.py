@@ -1,0 +1,23 @@
+"""runc resume: thaw a paused container."""
+
+from typing import Any
+
+from runc_py import cgroups
+from runc_py.cli import Context
+from runc_py.commands.create import container_id
+from runc_py.container import state
+from runc_py.errors import RuntimeErr
+
+USAGE = "<container-id>"
+FLAGS: list[Any] = []
+
+
+def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
+    st = state.load(ctx.root, container_id(pos))
+    if st.status(ctx.root) != "paused":
+        raise RuntimeErr("container not paused")
+    try:
+        cgroups.from_state(st.cgroup).thaw()
+    except cgroups.CgroupError as e:
+        raise RuntimeErr(str(e)) from None
+    return 0

@@ -1,0 +1,16 @@
+"""runc start: release a created container's init to exec the user's process."""
+
+from typing import Any
+
+from runc_py.cli import Context
+from runc_py.commands.create import container_id
+from runc_py.container import state
+from runc_py.container.start import start
+
+USAGE = "<container-id>"
+FLAGS: list[Any] = []
+
+
+def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
+    start(ctx.root, state.load(ctx.root, container_id(pos)))
+    return 0

@@ -1,0 +1,137 @@
+"""`exec` (runc's `setns_init_linux.go` and nsexec's join path): a new process inside a running
+container — fork, join each of the init's namespaces, fork again to land in its pid namespace,
+join its cgroup, and set up the process exactly as the init's was."""
+
+import os
+from typing import Any, NoReturn
+
+from runc_py import cgroups
+from runc_py.container import init, process, wait
+from runc_py.container.create import write_pid_file
+from runc_py.container.state import State
+from runc_py.container.sync import Channel
+from runc_py.errors import RuntimeErr
+from runc_py.linux import libc
+
+
+def _foreign_namespaces(st: State) -> dict[str, str | None]:
+    """The init's namespaces that differ from ours (setns into our own user ns is EINVAL)."""
+    out: dict[str, str | None] = {}
+    for t, path in st.namespaces.items():
+        try:
+            theirs = os.stat(path).st_ino
+        except OSError:
+            raise RuntimeErr(f"container {st.id}: cannot open {path}: init has exited") from None
+        if theirs != os.stat(f"/proc/self/ns/{init.NS_FILES[t]}").st_ino:
+            out[t] = path
+    return out
+
+
+def execute(
+    root: str,
+    st: State,
+    proc: dict[str, Any],
+    *,
+    detach: bool,
+    pid_file: str | None,
+    console_socket: str | None,
+    preserve_fds: int,
+) -> int:
+    status = st.status(root)
+    if status == "stopped":
+        raise RuntimeErr("cannot exec in a stopped container")
+    if status == "paused":
+        raise RuntimeErr("cannot exec in a paused container")
+    if not proc.get("args"):
+        raise RuntimeErr("args must not be empty")
+    if proc.get("terminal") and detach and not console_socket:
+        raise RuntimeErr("cannot allocate tty if runc will detach without setting console socket")
+    nss = _foreign_namespaces(st)
+    console_fd = None
+    if console_socket and proc.get("terminal"):
+        from runc_py.container import console
+
+        console_fd = console.connect(console_socket)
+    process.preload(proc, st.seccomp, False)
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    parent, child = Channel.pair()
+    stage1 = os.fork()
+    if stage1 == 0:
+        parent.close()
+        _stage1(child, st, nss, proc, console_fd, preserve_fds)
+    child.close()
+    pid = 0
+    try:
+        try:
+            msg = parent.expect("pid")
+        finally:
+            os.waitpid(stage1, 0)
+        pid = int(msg["pid"])
+        if st.cgroup:
+            cgroups.from_state(st.cgroup).apply(pid)
+        parent.send("go")
+        parent.expect("ready")
+    except BaseException:
+        if pid:
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        raise
+    finally:
+        parent.close()
+        if console_fd is not None:
+            os.close(console_fd)
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    wait.forward_signals(pid)
+    return wait.wait_exit(pid)
+
+
+def _stage1(
+    ch: Channel,
+    st: State,
+    nss: dict[str, str | None],
+    proc: dict[str, Any],
+    console_fd: int | None,
+    preserve_fds: int,
+) -> NoReturn:
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        init.join_namespaces(nss, None, maps=False)
+        pid = os.fork()
+        if pid == 0:
+            _stage2(ch, st, proc, console_fd, preserve_fds)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        init.fail(ch, e)
+
+
+def _stage2(
+    ch: Channel, st: State, proc: dict[str, Any], console_fd: int | None, preserve_fds: int
+) -> NoReturn:
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        libc.set_process_title(f"runc-py exec {st.id}")
+        ch.expect("go")
+        os.setsid()
+        if console_fd is not None:
+            from runc_py.container import console
+
+            master, slave = console.open_pty()
+            console.send_master(console_fd, master, slave)
+            os.close(master)
+            console.become_tty(slave, mount_console=False)
+        path, args, env = process.finalize(proc, st.seccomp)
+        ch.send("ready")
+        ch.close()
+        process.exec_process(
+            path, args, env, st.seccomp, bool(proc.get("noNewPrivileges")), preserve_fds
+        )
+    except BaseException as e:
+        init.fail(ch, e)
+    os._exit(127)

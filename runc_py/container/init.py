@@ -1,0 +1,208 @@
+"""The container's init, from fork to execve (runc's `nsexec.c` stages and
+`standard_init_linux.go`): stage 1 joins and creates namespaces, then forks stage 2, which is
+pid 1 of the new pid namespace. Stage 2 builds the rootfs, reports ready to `create`, and blocks
+on the exec fifo until `start` opens it; only then does it exec the user's process.
+
+Both stages are forks of `runc-py create`: they must end in execve or os._exit, never return.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from runc_py import log
+from runc_py.container import hooks, process, rootfs
+from runc_py.container.sync import Channel
+from runc_py.linux import libc
+
+NS_FLAGS = {
+    "pid": libc.CLONE_NEWPID,
+    "network": libc.CLONE_NEWNET,
+    "mount": libc.CLONE_NEWNS,
+    "ipc": libc.CLONE_NEWIPC,
+    "uts": libc.CLONE_NEWUTS,
+    "user": libc.CLONE_NEWUSER,
+    "cgroup": libc.CLONE_NEWCGROUP,
+    "time": libc.CLONE_NEWTIME,
+}
+NS_FILES = {
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "user": "user",
+    "cgroup": "cgroup",
+    "time": "time",
+}
+# joined in this order: the user namespace first (it owns the rest), the mount namespace last
+JOIN_ORDER = ["user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"]
+
+
+@dataclass
+class Plan:
+    """What the init needs to know, computed by `create` before the fork."""
+
+    id: str
+    bundle: str
+    rootfs: str
+    spec: dict[str, Any]
+    fifo_fd: int
+    console_fd: int | None
+    no_pivot: bool
+    preserve_fds: int
+    namespaces: dict[str, str | None] = field(default_factory=dict)  # type -> path to join
+
+
+def fail(ch: Channel, e: BaseException) -> NoReturn:
+    """Report to the parent and exit. Never raise: an exception escaping a forked stage would
+    unwind into the parent's code (and run its clean-up) in the child."""
+    try:
+        if log.is_debug():
+            import traceback
+
+            log.debug("".join(traceback.format_exception(e)))
+        ch.send("error", msg=str(e) or type(e).__name__)
+    finally:
+        os._exit(1)
+
+
+def join_namespaces(nss: dict[str, str | None], ch: Channel | None, maps: bool) -> None:
+    """setns into every namespace given by path, and unshare the new ones (but cgroup, which
+    must wait until the parent has moved us into the container's cgroup)."""
+    for t in JOIN_ORDER:
+        if t not in nss:
+            continue
+        path = nss[t]
+        if path:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                libc.setns(fd, NS_FLAGS[t])
+            except OSError as e:
+                raise OSError(
+                    e.errno, f"failed to join {t} namespace {path}: {e.strerror}"
+                ) from None
+            finally:
+                os.close(fd)
+        elif t == "user":
+            libc.unshare(libc.CLONE_NEWUSER)
+            if ch is not None and maps:
+                ch.send("userns")
+                ch.expect("mapped")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+    new = 0
+    for t, path in nss.items():
+        if not path and t not in ("user", "cgroup"):
+            new |= NS_FLAGS[t]
+    if new:
+        libc.unshare(new)
+
+
+def stage1(ch: Channel, plan: Plan) -> NoReturn:
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        join_namespaces(plan.namespaces, ch, maps=True)
+        pid = os.fork()
+        if pid == 0:
+            stage2(ch, plan)
+        ch.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:
+        fail(ch, e)
+
+
+def stage2(ch: Channel, plan: Plan) -> NoReturn:
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        libc.set_process_title(f"runc-py init {plan.id}")
+        go = ch.expect("go")
+        if "cgroup" in plan.namespaces and not plan.namespaces["cgroup"]:
+            libc.unshare(libc.CLONE_NEWCGROUP)
+        os.setsid()
+        spec, linux = plan.spec, plan.spec.get("linux") or {}
+        proc = spec.get("process") or {}
+        userns = "user" in plan.namespaces
+
+        rootfs.prepare_root(linux.get("rootfsPropagation"))
+        rootfs.bind_rootfs(plan.rootfs)
+        cgroup_mounts = [tuple(m) for m in go["cgroup_mounts"]]
+        for m in spec.get("mounts") or []:
+            rootfs.mount_one(plan.rootfs, m, cgroup_mounts)  # type: ignore[arg-type]
+        if rootfs.needs_dev(spec):
+            rootfs.create_devices(plan.rootfs, list(linux.get("devices") or []), userns)
+            rootfs.setup_dev_symlinks(plan.rootfs)
+
+        ch.send("hooks")  # the parent runs prestart and createRuntime hooks now
+        ch.expect("hooks-done")
+        state = {
+            "ociVersion": spec.get("ociVersion", ""),
+            "id": plan.id,
+            "status": "creating",
+            "pid": go["pid"],
+            "bundle": plan.bundle,
+            "annotations": spec.get("annotations") or {},
+        }
+        hooks.run("createContainer", (spec.get("hooks") or {}).get("createContainer"), state)
+
+        if plan.no_pivot:
+            rootfs.move_root(plan.rootfs)
+        else:
+            rootfs.pivot_root(plan.rootfs)
+        if plan.console_fd is not None:
+            from runc_py.container import console
+
+            master, slave = console.open_pty()
+            console.send_master(plan.console_fd, master, slave)
+            os.close(master)
+            console.become_tty(slave, mount_console=True)
+        if (spec.get("root") or {}).get("readonly"):
+            rootfs.readonly_root()
+        if spec.get("hostname"):
+            if "uts" not in plan.namespaces:
+                raise OSError("unable to set hostname without a private UTS namespace")
+            libc.sethostname(spec["hostname"])
+        if spec.get("domainname"):
+            libc.setdomainname(spec["domainname"])
+        rootfs.write_sysctl(linux.get("sysctl") or {})
+        for p in linux.get("readonlyPaths") or []:
+            rootfs.readonly_path(p)
+        for p in linux.get("maskedPaths") or []:
+            rootfs.mask_path(p)
+
+        seccomp = linux.get("seccomp")
+        path, args, env = process.finalize(proc, seccomp)
+        ch.send("ready")
+    except BaseException as e:
+        fail(ch, e)
+    ch.close()
+    _wait_for_start_and_exec(
+        plan, state, path, args, env, seccomp, bool(proc.get("noNewPrivileges"))
+    )
+
+
+def _wait_for_start_and_exec(
+    plan: Plan,
+    state: dict[str, Any],
+    path: str,
+    args: list[str],
+    env: dict[str, str],
+    seccomp: dict[str, Any] | None,
+    nnp: bool,
+) -> NoReturn:
+    try:
+        # Opening the fifo for writing blocks until `start` opens it for reading. It is
+        # reopened through /proc because its host path is gone since pivot_root.
+        fd = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(plan.fifo_fd)
+        state["status"] = "created"
+        hooks.run("startContainer", (plan.spec.get("hooks") or {}).get("startContainer"), state)
+        process.exec_process(path, args, env, seccomp, nnp, plan.preserve_fds)
+    except BaseException as e:
+        try:
+            os.write(2, f"runc-py init: {e}\n".encode())
+        finally:
+            os._exit(127)
+    os._exit(127)

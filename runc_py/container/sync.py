@@ -1,0 +1,54 @@
+"""The pipe pair between `runc-py create` and the init it forks (runc's `_LIBCONTAINER_INITPIPE`
+and its sync messages: procReady, procHooks, …), one JSON object per line."""
+
+import json
+import os
+from typing import Any
+
+from runc_py.errors import RuntimeErr
+
+
+class Channel:
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self._buf = b""
+
+    @classmethod
+    def pair(cls) -> tuple["Channel", "Channel"]:
+        """(parent end, child end)."""
+        p2c_r, p2c_w = os.pipe()
+        c2p_r, c2p_w = os.pipe()
+        return cls(c2p_r, p2c_w), cls(p2c_r, c2p_w)
+
+    def send(self, kind: str, **payload: Any) -> None:
+        payload["t"] = kind
+        os.write(self.wfd, json.dumps(payload).encode() + b"\n")
+
+    def recv(self) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                raise EOFError
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        msg: dict[str, Any] = json.loads(line)
+        return msg
+
+    def expect(self, kind: str) -> dict[str, Any]:
+        """The next message, which must be `kind`; a child's error becomes ours."""
+        try:
+            msg = self.recv()
+        except EOFError:
+            raise RuntimeErr("container init exited before it was ready") from None
+        if msg["t"] == "error":
+            raise RuntimeErr(str(msg.get("msg")))
+        if msg["t"] != kind:
+            raise RuntimeErr(f"unexpected message from container init: {msg['t']}")
+        return msg
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
