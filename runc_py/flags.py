@@ -47,9 +47,10 @@ def parse(flags: list[Flag], args: list[str]) -> tuple[dict[str, Any], list[str]
         value: str | None = None
         if "=" in name:
             name, value = name.split("=", 1)
-        f = by_name.get(name)
-        if f is None:
+        found = by_name.get(name)
+        if found is None:
             raise UsageError(f"flag provided but not defined: -{name}")
+        f = found
         if f.kind == "bool":
             if value is None or value.lower() in ("1", "t", "true"):
                 opts[f.name] = True

@@ -35,7 +35,9 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
             data = cgroups.from_state(st.cgroup).stats()
         except cgroups.CgroupError as e:
             raise RuntimeErr(str(e)) from None
-        sys.stdout.write(json.dumps({"type": "stats", "id": cid, "data": data}) + "\n")
+        sys.stdout.write(
+            json.dumps({"type": "stats", "id": cid, "data": data}, separators=(",", ":")) + "\n"
+        )
         sys.stdout.flush()
         if opts["stats"]:
             return 0

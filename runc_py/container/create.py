@@ -154,7 +154,9 @@ def create(
             preserve_fds=preserve_fds,
             namespaces=nss,
         )
-        process.preload(proc, linux.get("seccomp"), bool((spec.get("hooks") or {}).get("startContainer")))
+        process.preload(
+            proc, linux.get("seccomp"), bool((spec.get("hooks") or {}).get("startContainer"))
+        )
         # The init is reparented to us when stage 1 exits, so a failure can still be reaped;
         # once we exit, it moves on to our own subreaper (the shim), as runc's does.
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)

@@ -126,9 +126,9 @@ def stage2(ch: Channel, plan: Plan) -> NoReturn:
 
         rootfs.prepare_root(linux.get("rootfsPropagation"))
         rootfs.bind_rootfs(plan.rootfs)
-        cgroup_mounts = [tuple(m) for m in go["cgroup_mounts"]]
+        cgroup_mounts = [(str(name), str(path)) for name, path in go["cgroup_mounts"]]
         for m in spec.get("mounts") or []:
-            rootfs.mount_one(plan.rootfs, m, cgroup_mounts)  # type: ignore[arg-type]
+            rootfs.mount_one(plan.rootfs, m, cgroup_mounts)
         if rootfs.needs_dev(spec):
             rootfs.create_devices(plan.rootfs, list(linux.get("devices") or []), userns)
             rootfs.setup_dev_symlinks(plan.rootfs)

@@ -127,9 +127,10 @@ def setdomainname(name: str) -> None:
 
 
 def set_process_title(title: str) -> None:
-    """Name the process in `ps`/`pstree` (comm is 15 bytes; argv is rewritten where it fits)."""
+    """Name the process in `ps`/`pstree`: comm is the first word (15 bytes at most), and argv
+    is rewritten as the title's words where it fits, so `pstree -a` shows `runc-py init ID`."""
     try:
-        buf = ctypes.create_string_buffer(title.encode()[:15])
+        buf = ctypes.create_string_buffer(title.split(" ")[0].encode()[:15])
         prctl(PR_SET_NAME, ctypes.addressof(buf))
     except OSError:
         pass
@@ -150,6 +151,6 @@ def _rewrite_argv(title: str) -> None:
     size = end - start
     if size <= 1:
         return
-    data = title.encode()[: size - 1]
+    data = title.replace(" ", "\0").encode()[: size - 1]
     ctypes.memset(start, 0, size)
     ctypes.memmove(start, data, len(data))

@@ -1,0 +1,95 @@
+"""The `stacklab` command: the stack as a whole. For now `demo` (the README's main job: one
+container through runc-py, with its trace and process tree) and `trace`; eras, up/down and
+compare arrive with the layers above runc-py."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from stacklab import paths, trace, tracing
+
+DEMO_SCRIPT = (
+    'echo "  hostname:      $(hostname)"; '
+    'echo "  pid namespace: $(readlink /proc/self/ns/pid)   (my pid is $$)"; '
+    'echo "  processes:"; ps -o pid,comm | sed "s/^/    /"; '
+    'echo "  mounts:"; '
+    'awk \'{print "    " $5 "  " $(NF-2) "  " $6}\' /proc/self/mountinfo; '
+    "exec sleep 1"
+)
+
+
+def _runc_py() -> str:
+    here = os.path.join(os.path.dirname(sys.executable), "runc-py")
+    return here if os.path.exists(here) else "runc-py"
+
+
+def _pstree(pid: int) -> str:
+    try:
+        return subprocess.run(
+            ["pstree", "-p", "-a", str(pid)], capture_output=True, text=True, check=False
+        ).stdout.rstrip()
+    except FileNotFoundError:
+        return "(pstree not installed: apt-get install psmisc)"
+
+
+def demo(args: argparse.Namespace) -> int:
+    from stacklab.testimage import build_bundle
+
+    from runc_py.linux import libc
+
+    bundle = paths.state_root() / "demo" / "bundle"
+    if not (bundle / "rootfs" / "bin" / "busybox").exists():
+        print(f"building the busybox test image and bundle in {bundle}")
+        shutil.rmtree(bundle, ignore_errors=True)
+        build_bundle(bundle, args=["sh", "-c", DEMO_SCRIPT])
+    cid = f"demo-{os.getpid()}"
+    runc = [_runc_py(), "--root", str(paths.runc_root())]
+    # The container's init is reparented to us once `runc-py create` exits, as it would be
+    # to a shim: we can show it in pstree and reap it.
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
+        env = dict(os.environ, TRACEPARENT=root.traceparent)
+        print(f"$ runc-py create --bundle {bundle} {cid}")
+        subprocess.run([*runc, "create", "--bundle", str(bundle), cid], env=env, check=True)
+        pid = int(
+            open(paths.runc_root() / cid / "state.json").read().split('"pid": ')[1].split(",")[0]
+        )
+        print(f"\nthe init, blocked on its exec fifo (pid {pid} on the host):")
+        print(_pstree(os.getpid()))
+        print(f"\n$ runc-py start {cid}     (the container prints:)")
+        subprocess.run([*runc, "start", cid], env=env, check=True)
+        for _ in range(200):
+            try:
+                if open(f"/proc/{pid}/comm").read().strip() == "sleep":
+                    break
+            except OSError:
+                break
+            time.sleep(0.01)
+        print("\nthe running container's process tree:")
+        print(_pstree(os.getpid()))
+        _, status = os.waitpid(pid, 0)
+        print(f"\ncontainer exited with status {os.waitstatus_to_exitcode(status)}")
+        print(f"$ runc-py delete {cid}")
+        subprocess.run([*runc, "delete", cid], env=env, check=True)
+    print("\nthe trace of this run (" + str(paths.trace_file()) + "):")
+    print(trace.show(root.context.trace_id))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="stacklab", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="run a container through the stack, show its trace and tree")
+    d.set_defaults(func=demo)
+    t = sub.add_parser("trace", help="show one trace as a call tree (default: the last)")
+    t.add_argument("trace_id", nargs="?")
+    t.set_defaults(func=lambda a: print(trace.show(a.trace_id)) or 0)
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
