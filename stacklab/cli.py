@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from stacklab import paths, trace, tracing
 
@@ -36,9 +37,8 @@ def _pstree(pid: int) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from stacklab.testimage import build_bundle
-
     from runc_py.linux import libc
+    from stacklab.testimage import build_bundle
 
     bundle = paths.state_root() / "demo" / "bundle"
     if not (bundle / "rootfs" / "bin" / "busybox").exists():
@@ -63,7 +63,7 @@ def demo(args: argparse.Namespace) -> int:
         subprocess.run([*runc, "start", cid], env=env, check=True)
         for _ in range(200):
             try:
-                if open(f"/proc/{pid}/comm").read().strip() == "sleep":
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
                     break
             except OSError:
                 break

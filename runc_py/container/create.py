@@ -15,7 +15,6 @@ from runc_py.container.sync import Channel
 from runc_py.errors import RuntimeErr
 from runc_py.linux import libc
 
-
 # The device rules runc appends to every container's own (specconv.AllowedDevices): mknod of
 # anything, and use of the default devices and of ptys.
 ALLOWED_DEVICES: list[dict[str, Any]] = [

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from runc_py import log
 from runc_py.linux import libc
 
-
 # linux/capability.h, in number order: CAP_CHOWN is 0 ... CAP_CHECKPOINT_RESTORE is 40.
 _NAMES = [
     "CHOWN",
