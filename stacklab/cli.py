@@ -52,11 +52,15 @@ def demo(args: argparse.Namespace) -> int:
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
         env = dict(os.environ, TRACEPARENT=root.traceparent)
-        print(f"$ runc-py create --bundle {bundle} {cid}")
-        subprocess.run([*runc, "create", "--bundle", str(bundle), cid], env=env, check=True)
-        pid = int(
-            open(paths.runc_root() / cid / "state.json").read().split('"pid": ')[1].split(",")[0]
+        pid_file = paths.runtime_root() / f"{cid}.pid"
+        print(f"$ runc-py create --bundle {bundle} --pid-file {pid_file} {cid}")
+        subprocess.run(
+            [*runc, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid],
+            env=env,
+            check=True,
         )
+        pid = int(pid_file.read_text())
+        pid_file.unlink()
         print(f"\nthe init, blocked on its exec fifo (pid {pid} on the host):")
         print(_pstree(os.getpid()))
         print(f"\n$ runc-py start {cid}     (the container prints:)")
