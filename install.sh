@@ -36,4 +36,7 @@ fi
 # compat mode puts the checkout on sys.path with a plain .pth line: no import hook that every
 # runc-py start would pay for.
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+# Byte-compile now: runc-py and the shim start on every container operation, and a machine
+# with PYTHONDONTWRITEBYTECODE set would otherwise recompile every module on every start.
+.venv/bin/python -m compileall -q -j 0 runc_py stacklab engine containerd_py shim cri >/dev/null
 echo "install.sh: ready (.venv/bin/runc-py, .venv/bin/stacklab)"

@@ -4,16 +4,20 @@ Each command lives in `runc_py/commands/<verb>.py` with its flags and a `run` fu
 imported only when called, so `runc-py start` does not pay for what `create` needs.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 from runc_py import log
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag, parse
 from stacklab import paths, tracing
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    pass
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2-dev"
@@ -50,15 +54,14 @@ GLOBAL_FLAGS = [
 ]
 
 
-@dataclass
 class Context:
     """What every command gets: the global flags, and the span it runs under."""
 
-    root: str
-    debug: bool
-    systemd_cgroup: bool
-    span: tracing.Span | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, root: str, debug: bool, systemd_cgroup: bool) -> None:
+        self.root = root
+        self.debug = debug
+        self.systemd_cgroup = systemd_cgroup
+        self.span: tracing.Span | None = None
 
 
 def _usage() -> str:

@@ -6,18 +6,23 @@ flag (so `runc exec ID sh -c 'x'` keeps `-c` for the container). Hand-written be
 costs more start-up time than every other import of `runc-py start` together.
 """
 
-from dataclasses import dataclass
-from typing import Any
+from __future__ import annotations
 
 from runc_py.errors import UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass(frozen=True)
+
 class Flag:
-    name: str
-    kind: str  # "bool" | "str" | "int" | "multi"
-    aliases: tuple[str, ...] = ()
-    default: Any = None
+    __slots__ = ("aliases", "default", "kind", "name")
+
+    def __init__(self, name: str, kind: str, aliases: tuple[str, ...] = (), default: Any = None):
+        self.name = name
+        self.kind = kind  # "bool" | "str" | "int" | "multi"
+        self.aliases = aliases
+        self.default = default
 
 
 def parse(flags: list[Flag], args: list[str]) -> tuple[dict[str, Any], list[str]]:

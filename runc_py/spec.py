@@ -4,7 +4,12 @@ It is the smallest safe container: its own pid, network, ipc, uts and mount name
 capabilities, a read-only rootfs, and the usual masked and read-only /proc paths.
 """
 
-from typing import Any
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]

@@ -40,19 +40,20 @@ def demo(args: argparse.Namespace) -> int:
     from runc_py.linux import libc
     from stacklab.testimage import build_bundle
 
-    bundle = paths.state_root() / "demo" / "bundle"
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # interleave with children
+    bundle = Path(paths.state_root()) / "demo" / "bundle"
     if not (bundle / "rootfs" / "bin" / "busybox").exists():
         print(f"building the busybox test image and bundle in {bundle}")
         shutil.rmtree(bundle, ignore_errors=True)
         build_bundle(bundle, args=["sh", "-c", DEMO_SCRIPT])
     cid = f"demo-{os.getpid()}"
-    runc = [_runc_py(), "--root", str(paths.runc_root())]
+    runc = [_runc_py(), "--root", paths.runc_root()]
     # The container's init is reparented to us once `runc-py create` exits, as it would be
     # to a shim: we can show it in pstree and reap it.
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
         env = dict(os.environ, TRACEPARENT=root.traceparent)
-        pid_file = paths.runtime_root() / f"{cid}.pid"
+        pid_file = Path(paths.runtime_root()) / f"{cid}.pid"
         print(f"$ runc-py create --bundle {bundle} --pid-file {pid_file} {cid}")
         subprocess.run(
             [*runc, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid],
@@ -78,7 +79,7 @@ def demo(args: argparse.Namespace) -> int:
         print(f"\ncontainer exited with status {os.waitstatus_to_exitcode(status)}")
         print(f"$ runc-py delete {cid}")
         subprocess.run([*runc, "delete", cid], env=env, check=True)
-    print("\nthe trace of this run (" + str(paths.trace_file()) + "):")
+    print(f"\nthe trace of this run ({paths.trace_file()}):")
     print(trace.show(root.context.trace_id))
     return 0
 

@@ -4,56 +4,57 @@ Like `/run/containerd` + `/var/lib/containerd` + `/run/runc` on a real host, sca
 root so that several stacks and the real daemons can coexist. `STACKLAB_ROOT` moves all of it
 (runtime state at the root, persistent state under `lib/`); without it the runtime state is in
 `/run/stacklab` and the persistent state in `/var/lib/stacklab`.
+
+Paths are plain strings: runc-py imports this on every container start, and pathlib alone
+would cost it more than the rest of its imports.
 """
 
 import os
-from pathlib import Path
 
-DEFAULT_RUNTIME_ROOT = Path("/run/stacklab")
-DEFAULT_STATE_ROOT = Path("/var/lib/stacklab")
+DEFAULT_RUNTIME_ROOT = "/run/stacklab"
+DEFAULT_STATE_ROOT = "/var/lib/stacklab"
 
 
-def runtime_root() -> Path:
+def runtime_root() -> str:
+    return os.environ.get("STACKLAB_ROOT") or DEFAULT_RUNTIME_ROOT
+
+
+def state_root() -> str:
     root = os.environ.get("STACKLAB_ROOT")
-    return Path(root) if root else DEFAULT_RUNTIME_ROOT
+    return os.path.join(root, "lib") if root else DEFAULT_STATE_ROOT
 
 
-def state_root() -> Path:
-    root = os.environ.get("STACKLAB_ROOT")
-    return Path(root) / "lib" if root else DEFAULT_STATE_ROOT
+def trace_file() -> str:
+    return os.path.join(runtime_root(), "trace", "spans.jsonl")
 
 
-def trace_file() -> Path:
-    return runtime_root() / "trace" / "spans.jsonl"
-
-
-def runc_root() -> Path:
+def runc_root() -> str:
     """runc-py's default `--root`, like `/run/runc`."""
-    return runtime_root() / "runc"
+    return os.path.join(runtime_root(), "runc")
 
 
-def docker_socket() -> Path:
-    return runtime_root() / "docker.sock"
+def docker_socket() -> str:
+    return os.path.join(runtime_root(), "docker.sock")
 
 
-def containerd_socket() -> Path:
-    return runtime_root() / "containerd" / "containerd.sock"
+def containerd_socket() -> str:
+    return os.path.join(runtime_root(), "containerd", "containerd.sock")
 
 
-def shim_socket_dir() -> Path:
+def shim_socket_dir() -> str:
     """Shim sockets, like `/run/containerd/s/`."""
-    return runtime_root() / "containerd" / "s"
+    return os.path.join(runtime_root(), "containerd", "s")
 
 
-def cri_socket() -> Path:
-    return runtime_root() / "cri.sock"
+def cri_socket() -> str:
+    return os.path.join(runtime_root(), "cri.sock")
 
 
-def containerd_lib() -> Path:
+def containerd_lib() -> str:
     """Content, snapshots and metadata, like `/var/lib/containerd`."""
-    return state_root() / "containerd"
+    return os.path.join(state_root(), "containerd")
 
 
-def engine_lib() -> Path:
+def engine_lib() -> str:
     """Container configs and json-file logs, like `/var/lib/docker`."""
-    return state_root() / "engine"
+    return os.path.join(state_root(), "engine")

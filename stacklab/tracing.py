@@ -6,24 +6,28 @@ OpenTelemetry SDK that the per-container processes cannot afford to import: stan
 and one `write(2)` with O_APPEND per span so that concurrent writers never interleave lines.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from stacklab import paths
+
+TYPE_CHECKING = False  # typing costs runc-py start-up time; only the type checker needs it
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any
 
 TRACEPARENT_ENV = "TRACEPARENT"
 
 
-@dataclass(frozen=True)
 class SpanContext:
-    trace_id: str  # 32 hex digits
-    span_id: str  # 16 hex digits
+    __slots__ = ("span_id", "trace_id")
+
+    def __init__(self, trace_id: str, span_id: str) -> None:
+        self.trace_id = trace_id  # 32 hex digits
+        self.span_id = span_id  # 16 hex digits
 
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-01"
@@ -51,21 +55,34 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     return SpanContext(trace_id, span_id)
 
 
-@dataclass
 class Span:
-    name: str
-    layer: str
-    context: SpanContext
-    parent_id: str | None
-    start_ns: int
-    attrs: dict[str, Any] = field(default_factory=dict)
+    """One operation of one layer. Used as a context manager it records itself on exit
+    (an exception is noted in its attrs and re-raised); recording is best effort: a trace log
+    that cannot be written never fails the operation."""
+
+    def __init__(
+        self,
+        name: str,
+        layer: str,
+        traceparent: str | None = None,
+        attrs: dict[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None:
+        parent = parse_traceparent(traceparent)
+        self.name, self.layer, self.path = name, layer, path
+        self.context = SpanContext(
+            parent.trace_id if parent else os.urandom(16).hex(), os.urandom(8).hex()
+        )
+        self.parent_id = parent.span_id if parent else None
+        self.start_ns = time.time_ns()
+        self.attrs: dict[str, Any] = dict(attrs or {})
 
     @property
     def traceparent(self) -> str:
         """The header value to hand to the next hop, naming this span as its parent."""
         return self.context.traceparent()
 
-    def record(self, end_ns: int, path: Path | None = None) -> None:
+    def record(self, end_ns: int) -> None:
         line = json.dumps(
             {
                 "trace_id": self.context.trace_id,
@@ -80,15 +97,31 @@ class Span:
             },
             separators=(",", ":"),
         )
-        append_line(path or paths.trace_file(), line)
+        append_line(self.path or paths.trace_file(), line)
+
+    def __enter__(self) -> Span:
+        return self
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.attrs.setdefault("error", f"{typ.__name__ if typ else 'Error'}: {exc}")
+        try:
+            self.record(time.time_ns())
+        except OSError:
+            pass
 
 
-def append_line(path: Path, line: str) -> None:
+def append_line(path: str, line: str) -> None:
     data = (line + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)
@@ -96,53 +129,24 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-def start_span(
-    name: str, layer: str, traceparent: str | None = None, attrs: dict[str, Any] | None = None
-) -> Span:
-    """A span continuing `traceparent`, or the root of a new trace when there is none."""
-    parent = parse_traceparent(traceparent)
-    trace_id = parent.trace_id if parent else os.urandom(16).hex()
-    return Span(
-        name=name,
-        layer=layer,
-        context=SpanContext(trace_id, os.urandom(8).hex()),
-        parent_id=parent.span_id if parent else None,
-        start_ns=time.time_ns(),
-        attrs=dict(attrs or {}),
-    )
-
-
-@contextmanager
 def span(
     name: str,
     layer: str,
     traceparent: str | None = None,
     attrs: dict[str, Any] | None = None,
-    path: Path | None = None,
-) -> Iterator[Span]:
-    """Record a span around the block; an exception is noted in its attrs and re-raised.
-
-    Recording is best effort: a trace log that cannot be written never fails the operation.
-    """
-    s = start_span(name, layer, traceparent, attrs)
-    try:
-        yield s
-    except BaseException as e:
-        s.attrs.setdefault("error", f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        try:
-            s.record(time.time_ns(), path)
-        except OSError:
-            pass
+    path: str | None = None,
+) -> Span:
+    """`with span(...) as s:` records a span around the block, continuing `traceparent`, or
+    starting a new trace when there is none; pass `s.traceparent` on to the next hop."""
+    return Span(name, layer, traceparent, attrs, path)
 
 
-def read_spans(path: Path | None = None) -> list[dict[str, Any]]:
+def read_spans(path: str | None = None) -> list[dict[str, Any]]:
     """Every span in the trace log, in the order they were written (skipping torn lines)."""
-    p = path or paths.trace_file()
     out: list[dict[str, Any]] = []
     try:
-        text = p.read_text()
+        with open(path or paths.trace_file()) as f:
+            text = f.read()
     except FileNotFoundError:
         return out
     for line in text.splitlines():

@@ -6,10 +6,14 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any, Protocol
+
+TYPE_CHECKING = False  # typing costs runc-py start-up time; only the type checker needs it
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    Given = dict[tuple[str, str | None], Any]
 
 ROOT = "/sys/fs/cgroup"
-Given = dict[tuple[str, str | None], Any]
 
 
 class CgroupError(Exception):
@@ -21,18 +25,21 @@ class CgroupError(Exception):
         self.errno = err
 
 
-class Manager(Protocol):
-    def apply(self, pid: int) -> None: ...  # create the directories, move pid in (if > 0)
-    def set(self, resources: dict[str, Any]) -> None: ...  # OCI linux.resources, maybe partial
-    def freeze(self) -> None: ...
-    def thaw(self) -> None: ...
-    def frozen(self) -> bool: ...
-    def pids(self) -> list[int]: ...
-    def stats(self) -> dict[str, Any]: ...  # the "data" of `runc events --stats`
-    def destroy(self) -> None: ...
-    def exists(self) -> bool: ...
-    def container_mounts(self) -> list[tuple[str, str]]: ...  # (name under /sys/fs/cgroup, dir)
-    def to_state(self) -> dict[str, Any]: ...
+if TYPE_CHECKING:
+
+    class Manager(Protocol):
+        def apply(self, pid: int) -> None: ...  # create the directories, move pid in (if > 0)
+        def enter(self) -> None: ...  # move the calling single-threaded process in, cheaply
+        def set(self, resources: dict[str, Any]) -> None: ...  # OCI linux.resources, maybe partial
+        def freeze(self) -> None: ...
+        def thaw(self) -> None: ...
+        def frozen(self) -> bool: ...
+        def pids(self) -> list[int]: ...
+        def stats(self) -> dict[str, Any]: ...  # the "data" of `runc events --stats`
+        def destroy(self) -> None: ...
+        def exists(self) -> bool: ...
+        def container_mounts(self) -> list[tuple[str, str]]: ...  # (name under /sys/fs/cgroup, dir)
+        def to_state(self) -> dict[str, Any]: ...
 
 
 def mountinfo() -> list[tuple[str, str, str, list[str]]]:

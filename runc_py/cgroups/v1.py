@@ -6,10 +6,13 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
 from runc_py import cgroups as cg
 from runc_py.cgroups import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RATE = "{major}:{minor} {rate}"
 # OCI resources (section, key) -> (subsystem, file) where the value is written as it is
@@ -46,7 +49,7 @@ MEMFILES = ("usage_in_bytes", "max_usage_in_bytes", "limit_in_bytes", "failcnt")
 
 class V1Manager:
     def __init__(self, paths: dict[str, str], mounts: dict[str, str], created: list[str]) -> None:
-        self.paths = paths  # subsystem ("memory", "name=systemd"; "" unified) -> container's dir
+        self.paths = paths  # subsystem ("memory", "name=systemd") -> the container's dir
         self.mounts = mounts  # subsystem -> mount point of its hierarchy
         self.created = created
 
@@ -56,12 +59,13 @@ class V1Manager:
         with open("/proc/cgroups") as f:  # the controllers this kernel knows
             known = {ln.split()[0] for ln in f if not ln.startswith("#")}
         for root, mnt, fstype, sopts in cg.mountinfo():
-            if fstype == "cgroup2" and mnt == cg.ROOT + "/unified":
-                sopts = [""]  # hybrid: runc joins the unified hierarchy too
-            elif fstype != "cgroup" or not mnt.startswith(cg.ROOT + "/"):
+            # runc also joins the cgroup2 mount of a hybrid host, which has no controllers of
+            # ours; we leave it, since the first move into a cgroup2 costs the kernel an RCU
+            # grace period (5-30 ms here) where v1's `tasks` costs nothing (see enter()).
+            if fstype != "cgroup" or not mnt.startswith(cg.ROOT + "/"):
                 continue
             for s in sopts:
-                if s in known or s.startswith("name=") or s == "":
+                if s in known or s.startswith("name="):
                     base = own.get(s, "/")
                     if root != "/" and base.startswith(root):  # our cgroup as seen in the mount
                         base = base[len(root) :]
@@ -88,6 +92,13 @@ class V1Manager:
                     parent += "/" + part
             if pid > 0:
                 cg.write(d, "cgroup.procs", pid)
+
+    def enter(self) -> None:
+        # Writing 0 to `tasks` moves the calling thread - the whole process, single-threaded
+        # as our init's stage 1 is - without the kernel's global threadgroup lock, whose first
+        # use costs an RCU grace period (5-30 ms here; runc pays it on every create).
+        for d in self.paths.values():
+            cg.write(d, "tasks", 0)
 
     def set(self, resources: dict[str, Any]) -> None:
         g = cg.given(resources, SUPPORTED, "v1")

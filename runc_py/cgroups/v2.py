@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 from runc_py import cgroups as cg
 from runc_py.cgroups import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX = 2**64 - 1  # how runc reports "max"
 # OCI resources (section, key) -> (controller, file, conversion) for the one-file values
@@ -76,6 +79,9 @@ class V2Manager:
                         pass  # e.g. EBUSY: d has processes of its own; _need() reports it later
         if pid > 0:
             cg.write(self.dir, "cgroup.procs", pid)
+
+    def enter(self) -> None:
+        cg.write(self.dir, "cgroup.procs", 0)
 
     def set(self, resources: dict[str, Any]) -> None:
         g = cg.given(resources, SUPPORTED, "v2")

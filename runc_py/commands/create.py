@@ -1,11 +1,15 @@
 """runc create: set the container up and leave its init blocked on the exec fifo."""
 
-from typing import Any
+from __future__ import annotations
 
 from runc_py.cli import Context
 from runc_py.container.create import create
 from runc_py.errors import UsageError
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id>"
 FLAGS = [

@@ -1,6 +1,6 @@
 """runc delete: remove a stopped (or created) container; --force kills a running one first."""
 
-from typing import Any
+from __future__ import annotations
 
 from runc_py.cli import Context
 from runc_py.commands.create import container_id
@@ -8,6 +8,10 @@ from runc_py.container import state
 from runc_py.container.destroy import destroy
 from runc_py.errors import RuntimeErr
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id>"
 FLAGS = [Flag("force", "bool", aliases=("f",))]

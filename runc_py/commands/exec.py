@@ -1,9 +1,10 @@
 """runc exec: run a new process in a running container, from flags or a `--process` JSON
 (which is how containerd's shim calls it: `exec --process FILE --detach --pid-file FILE`)."""
 
+from __future__ import annotations
+
 import copy
 import json
-from typing import Any
 
 from runc_py.cli import Context
 from runc_py.commands.create import preserved
@@ -11,6 +12,10 @@ from runc_py.container import state
 from runc_py.container.exec import execute
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id> <command> [command options]  || -p process.json <container-id>"
 FLAGS = [

@@ -1,14 +1,19 @@
 """runc features: what this runtime supports, as JSON (runtime-spec features.md)."""
 
+from __future__ import annotations
+
 import json
 import sys
-from typing import Any
 
 from runc_py.cli import SPEC_VERSION, Context
 from runc_py.container.hooks import KINDS
-from runc_py.container.init import NS_FLAGS
+from runc_py.container.namespaces import FLAGS as NAMESPACES
 from runc_py.container.rootfs import MOUNT_FLAGS, PROPAGATION
 from runc_py.linux import caps, seccomp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = ""
 FLAGS: list[Any] = []
@@ -22,7 +27,7 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
         "hooks": list(KINDS),
         "mountOptions": sorted([*MOUNT_FLAGS, *PROPAGATION]),
         "linux": {
-            "namespaces": sorted(NS_FLAGS),
+            "namespaces": sorted(NAMESPACES),
             "capabilities": caps.known_capabilities(),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": sc,

@@ -1,14 +1,19 @@
 """runc kill: send a signal (default SIGTERM) to the init, or with --all to every process."""
 
+from __future__ import annotations
+
 import os
 import signal
-from typing import Any
 
 from runc_py.cli import Context
 from runc_py.container import state
 from runc_py.container.destroy import kill_all
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id> [signal]"
 FLAGS = [Flag("all", "bool", aliases=("a",))]

@@ -1,13 +1,20 @@
 """runc list: every container under --root, as a table (Go tabwriter's layout) or JSON."""
 
+from __future__ import annotations
+
 import json
+import os
+import pwd
 import sys
-from typing import Any
 
 from runc_py.cli import Context
 from runc_py.container import state
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options]"
 FLAGS = [
@@ -27,19 +34,30 @@ def table(rows: list[list[str]], minwidth: int = 12, padding: int = 3) -> str:
     return "\n".join(out) + "\n"
 
 
+def owner(uid: int) -> str:
+    """runc's list shows who owns the container's state directory: a user name, else #uid."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
 def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
     if pos:
         raise UsageError("list does not take arguments")
     states = []
     for cid in state.list_ids(ctx.root):
         try:
-            states.append(state.load(ctx.root, cid).runc_state(ctx.root))
-        except RuntimeErr:
+            st = state.load(ctx.root, cid).runc_state(ctx.root)
+            st["owner"] = owner(os.stat(os.path.join(ctx.root, cid)).st_uid)
+        except (RuntimeErr, FileNotFoundError):
             continue  # removed while we listed
+        states.append(st)
     if opts["quiet"]:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif opts["format"] == "json":
-        sys.stdout.write(json.dumps(states or None) + "\n")
+        # Go's json.Encoder: compact, one line
+        sys.stdout.write(json.dumps(states or None, separators=(",", ":")) + "\n")
     elif opts["format"] == "table":
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         rows += [

@@ -1,15 +1,20 @@
 """runc ps: the container's processes, as `ps -ef` lines (or other ps options) or JSON pids."""
 
+from __future__ import annotations
+
 import json
 import subprocess
 import sys
-from typing import Any
 
 from runc_py import cgroups
 from runc_py.cli import Context
 from runc_py.container import state
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id> [ps options]"
 FLAGS = [Flag("format", "str", aliases=("f",), default="table")]

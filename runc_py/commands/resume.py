@@ -1,12 +1,16 @@
 """runc resume: thaw a paused container."""
 
-from typing import Any
+from __future__ import annotations
 
 from runc_py import cgroups
 from runc_py.cli import Context
 from runc_py.commands.create import container_id
 from runc_py.container import state
 from runc_py.errors import RuntimeErr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "<container-id>"
 FLAGS: list[Any] = []

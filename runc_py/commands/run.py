@@ -1,6 +1,6 @@
 """runc run: create and start a container, and (unless --detach) wait for it and delete it."""
 
-from typing import Any
+from __future__ import annotations
 
 from runc_py.cli import Context
 from runc_py.commands.create import FLAGS as CREATE_FLAGS
@@ -10,6 +10,10 @@ from runc_py.container.create import create
 from runc_py.container.destroy import destroy
 from runc_py.container.start import start
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id>"
 FLAGS = [*CREATE_FLAGS, Flag("detach", "bool", aliases=("d",)), Flag("keep", "bool")]

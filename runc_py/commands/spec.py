@@ -1,13 +1,18 @@
 """runc spec: write the default config.json into the bundle directory."""
 
+from __future__ import annotations
+
 import json
 import os
-from typing import Any
 
 from runc_py.cli import Context
 from runc_py.errors import RuntimeErr
 from runc_py.flags import Flag
 from runc_py.spec import default_spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options]"
 FLAGS = [Flag("bundle", "str", aliases=("b",), default="."), Flag("rootless", "bool")]

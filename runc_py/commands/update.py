@@ -1,9 +1,10 @@
 """runc update: change a running container's cgroup limits, from flags or a resources JSON
 (`-r -` reads stdin, which is how containerd's shim calls it)."""
 
+from __future__ import annotations
+
 import json
 import sys
-from typing import Any
 
 from runc_py import cgroups
 from runc_py.cli import Context
@@ -11,6 +12,10 @@ from runc_py.commands.create import container_id
 from runc_py.container import state
 from runc_py.errors import RuntimeErr
 from runc_py.flags import Flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 USAGE = "[command options] <container-id>"
 FLAGS = [

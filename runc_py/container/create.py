@@ -3,17 +3,25 @@ bundle, fork the init, put it in its cgroup, run the runtime hooks, and return o
 blocked on the exec fifo. On any failure it takes everything back: process, cgroup, state dir.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import signal
-from typing import Any
 
 from runc_py import cgroups
-from runc_py.container import hooks, init, process
+from runc_py.container import hooks
+from runc_py.container import namespaces as ns
+from runc_py.container.destroy import remove_dir
+from runc_py.container.plan import Plan
 from runc_py.container.state import EXEC_FIFO, State, proc_start_time, validate_id
 from runc_py.container.sync import Channel
 from runc_py.errors import RuntimeErr
 from runc_py.linux import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 # The device rules runc appends to every container's own (specconv.AllowedDevices): mknod of
 # anything, and use of the default devices and of ptys.
@@ -57,13 +65,13 @@ def validate(spec: dict[str, Any], rootfs: str) -> dict[str, str | None]:
         raise RuntimeErr("process.args must not be empty")
     linux = spec.get("linux") or {}
     nss: dict[str, str | None] = {}
-    for ns in linux.get("namespaces") or []:
-        t = ns.get("type") if isinstance(ns, dict) else None
-        if t not in init.NS_FLAGS:
+    for entry in linux.get("namespaces") or []:
+        t = entry.get("type") if isinstance(entry, dict) else None
+        if not isinstance(t, str) or t not in ns.FLAGS:
             raise RuntimeErr(f"unknown namespace type {t!r}")
         if t in nss:
             raise RuntimeErr(f"duplicate namespace type {t!r}")
-        path = ns.get("path") or None
+        path = entry.get("path") or None
         if path and not os.path.exists(path):
             raise RuntimeErr(f"namespace {t} path {path} does not exist")
         nss[t] = path
@@ -125,7 +133,7 @@ def create(
     try:
         os.mkdir(cdir, 0o711)
     except FileExistsError:
-        raise RuntimeErr(f"container with id exists: {cid}") from None
+        raise RuntimeErr("container with given ID already exists") from None
 
     pid = 0
     manager: cgroups.Manager | None = None
@@ -137,25 +145,14 @@ def create(
         finally:
             os.umask(old)
         manager = cgroups.new_manager(linux.get("cgroupsPath"), cid)
+        manager.apply(-1)
+        manager.set(resources(linux))
         console_fd = None
         if console_socket:
             from runc_py.container import console
 
             console_fd = console.connect(console_socket)
-        plan = init.Plan(
-            id=cid,
-            bundle=bundle,
-            rootfs=rootfs,
-            spec=spec,
-            fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC),
-            console_fd=console_fd,
-            no_pivot=no_pivot,
-            preserve_fds=preserve_fds,
-            namespaces=nss,
-        )
-        process.preload(
-            proc, linux.get("seccomp"), bool((spec.get("hooks") or {}).get("startContainer"))
-        )
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         # The init is reparented to us when stage 1 exits, so a failure can still be reaped;
         # once we exit, it moves on to our own subreaper (the shim), as runc's does.
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -163,7 +160,21 @@ def create(
         stage1 = os.fork()
         if stage1 == 0:
             parent.close()
-            init.stage1(child, plan)
+            _stage1(
+                child,
+                Plan(
+                    id=cid,
+                    bundle=bundle,
+                    rootfs=rootfs,
+                    spec=spec,
+                    fifo_fd=fifo_fd,
+                    console_fd=console_fd,
+                    no_pivot=no_pivot,
+                    preserve_fds=preserve_fds,
+                    namespaces=nss,
+                    cgroup=manager,
+                ),
+            )
         child.close()
         try:
             msg = parent.recv()
@@ -186,7 +197,7 @@ def create(
             rootfs=rootfs,
             created_ns=0,
             annotations=dict(spec.get("annotations") or {}),
-            namespaces={t: f"/proc/{pid}/ns/{init.NS_FILES[t]}" for t in nss},
+            namespaces={t: f"/proc/{pid}/ns/{ns.FILES[t]}" for t in nss},
             hooks={
                 k: v for k, v in (spec.get("hooks") or {}).items() if k in ("poststart", "poststop")
             },
@@ -197,11 +208,9 @@ def create(
         import time
 
         state.created_ns = time.time_ns()
-        manager.apply(pid)
-        manager.set(resources(linux))
         state.cgroup = manager.to_state()
-        state.save(root)
         parent.send("go", pid=pid, cgroup_mounts=manager.container_mounts())
+        state.save(root)
         parent.expect("hooks")
         spec_hooks = spec.get("hooks") or {}
         oci = state.oci_state(root, "creating")
@@ -210,7 +219,7 @@ def create(
         parent.send("hooks-done")
         parent.expect("ready")
         parent.close()
-        os.close(plan.fifo_fd)
+        os.close(fifo_fd)
         if console_fd is not None:
             os.close(console_fd)
         state.creating = False
@@ -223,7 +232,18 @@ def create(
         raise
 
 
-def _undo(cdir: str, pid: int, manager: "cgroups.Manager | None") -> None:
+def _stage1(ch: Channel, plan: Plan) -> NoReturn:
+    """The forked child. It imports the init's code itself, so that none of it slows down
+    the commands that fork no init (start, state, kill, delete)."""
+    try:
+        from runc_py.container import init
+    except BaseException as e:
+        ch.send("error", msg=f"runc-py init: {e}")
+        os._exit(1)
+    init.stage1(ch, plan)
+
+
+def _undo(cdir: str, pid: int, manager: cgroups.Manager | None) -> None:
     if pid:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -237,6 +257,4 @@ def _undo(cdir: str, pid: int, manager: "cgroups.Manager | None") -> None:
             manager.destroy()
         except (OSError, cgroups.CgroupError):
             pass
-    import shutil
-
-    shutil.rmtree(cdir, ignore_errors=True)
+    remove_dir(cdir)

@@ -2,7 +2,6 @@
 left in its cgroup, remove the cgroup and the state directory, run the poststop hooks."""
 
 import os
-import shutil
 import signal
 import time
 
@@ -48,6 +47,16 @@ def wait_gone(st: State, timeout: float = 10.0) -> None:
     raise RuntimeErr(f"container {st.id}: processes did not exit after SIGKILL")
 
 
+def remove_dir(d: str) -> None:
+    """The state dir holds a few files and no subdirectories (shutil costs start-up time)."""
+    try:
+        for name in os.listdir(d):
+            os.unlink(os.path.join(d, name))
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
+
+
 def destroy(root: str, st: State) -> None:
     kill_all(st, signal.SIGKILL)
     wait_gone(st)
@@ -56,5 +65,5 @@ def destroy(root: str, st: State) -> None:
             cgroups.from_state(st.cgroup).destroy()
         except cgroups.CgroupError as e:
             raise RuntimeErr(f"container {st.id}: {e}") from None
-    shutil.rmtree(st.dir(root), ignore_errors=True)
+    remove_dir(st.dir(root))
     hooks.run_warn("poststop", st.hooks.get("poststop"), st.oci_state(root, "stopped"))

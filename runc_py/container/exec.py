@@ -2,16 +2,22 @@
 container — fork, join each of the init's namespaces, fork again to land in its pid namespace,
 join its cgroup, and set up the process exactly as the init's was."""
 
+from __future__ import annotations
+
 import os
-from typing import Any, NoReturn
 
 from runc_py import cgroups
 from runc_py.container import init, process, wait
+from runc_py.container import namespaces as ns
 from runc_py.container.create import write_pid_file
 from runc_py.container.state import State
 from runc_py.container.sync import Channel
 from runc_py.errors import RuntimeErr
 from runc_py.linux import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 def _foreign_namespaces(st: State) -> dict[str, str | None]:
@@ -22,7 +28,7 @@ def _foreign_namespaces(st: State) -> dict[str, str | None]:
             theirs = os.stat(path).st_ino
         except OSError:
             raise RuntimeErr(f"container {st.id}: cannot open {path}: init has exited") from None
-        if theirs != os.stat(f"/proc/self/ns/{init.NS_FILES[t]}").st_ino:
+        if theirs != os.stat(f"/proc/self/ns/{ns.FILES[t]}").st_ino:
             out[t] = path
     return out
 

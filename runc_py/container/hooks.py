@@ -1,11 +1,16 @@
 """OCI hooks (runtime-spec config.md#posix-platform-hooks; runc's `configs.Hooks.Run`): each
 hook runs with the container's state JSON on stdin, its own args and env, and a timeout."""
 
+from __future__ import annotations
+
 import json
 import os
-from typing import Any
 
 from runc_py.errors import RuntimeErr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 

@@ -6,52 +6,20 @@ on the exec fifo until `start` opens it; only then does it exec the user's proce
 Both stages are forks of `runc-py create`: they must end in execve or os._exit, never return.
 """
 
+from __future__ import annotations
+
 import os
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
 
 from runc_py import log
 from runc_py.container import hooks, process, rootfs
+from runc_py.container import namespaces as ns
+from runc_py.container.plan import Plan
 from runc_py.container.sync import Channel
 from runc_py.linux import libc
 
-NS_FLAGS = {
-    "pid": libc.CLONE_NEWPID,
-    "network": libc.CLONE_NEWNET,
-    "mount": libc.CLONE_NEWNS,
-    "ipc": libc.CLONE_NEWIPC,
-    "uts": libc.CLONE_NEWUTS,
-    "user": libc.CLONE_NEWUSER,
-    "cgroup": libc.CLONE_NEWCGROUP,
-    "time": libc.CLONE_NEWTIME,
-}
-NS_FILES = {
-    "pid": "pid",
-    "network": "net",
-    "mount": "mnt",
-    "ipc": "ipc",
-    "uts": "uts",
-    "user": "user",
-    "cgroup": "cgroup",
-    "time": "time",
-}
-# joined in this order: the user namespace first (it owns the rest), the mount namespace last
-JOIN_ORDER = ["user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"]
-
-
-@dataclass
-class Plan:
-    """What the init needs to know, computed by `create` before the fork."""
-
-    id: str
-    bundle: str
-    rootfs: str
-    spec: dict[str, Any]
-    fifo_fd: int
-    console_fd: int | None
-    no_pivot: bool
-    preserve_fds: int
-    namespaces: dict[str, str | None] = field(default_factory=dict)  # type -> path to join
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 def fail(ch: Channel, e: BaseException) -> NoReturn:
@@ -70,14 +38,14 @@ def fail(ch: Channel, e: BaseException) -> NoReturn:
 def join_namespaces(nss: dict[str, str | None], ch: Channel | None, maps: bool) -> None:
     """setns into every namespace given by path, and unshare the new ones (but cgroup, which
     must wait until the parent has moved us into the container's cgroup)."""
-    for t in JOIN_ORDER:
+    for t in ns.JOIN_ORDER:
         if t not in nss:
             continue
         path = nss[t]
         if path:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                libc.setns(fd, NS_FLAGS[t])
+                libc.setns(fd, ns.FLAGS[t])
             except OSError as e:
                 raise OSError(
                     e.errno, f"failed to join {t} namespace {path}: {e.strerror}"
@@ -85,7 +53,7 @@ def join_namespaces(nss: dict[str, str | None], ch: Channel | None, maps: bool) 
             finally:
                 os.close(fd)
         elif t == "user":
-            libc.unshare(libc.CLONE_NEWUSER)
+            libc.unshare(ns.CLONE_NEWUSER)
             if ch is not None and maps:
                 ch.send("userns")
                 ch.expect("mapped")
@@ -94,14 +62,20 @@ def join_namespaces(nss: dict[str, str | None], ch: Channel | None, maps: bool) 
     new = 0
     for t, path in nss.items():
         if not path and t not in ("user", "cgroup"):
-            new |= NS_FLAGS[t]
+            new |= ns.FLAGS[t]
     if new:
         libc.unshare(new)
 
 
 def stage1(ch: Channel, plan: Plan) -> NoReturn:
+    """Enter the container's cgroup, join and create its namespaces, and fork the init, which
+    is born in all of them."""
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        proc = plan.spec.get("process") or {}
+        start_hooks = (plan.spec.get("hooks") or {}).get("startContainer")
+        process.preload(proc, (plan.spec.get("linux") or {}).get("seccomp"), bool(start_hooks))
+        plan.cgroup.enter()
         join_namespaces(plan.namespaces, ch, maps=True)
         pid = os.fork()
         if pid == 0:
@@ -117,8 +91,6 @@ def stage2(ch: Channel, plan: Plan) -> NoReturn:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         libc.set_process_title(f"runc-py init {plan.id}")
         go = ch.expect("go")
-        if "cgroup" in plan.namespaces and not plan.namespaces["cgroup"]:
-            libc.unshare(libc.CLONE_NEWCGROUP)
         os.setsid()
         spec, linux = plan.spec, plan.spec.get("linux") or {}
         proc = spec.get("process") or {}
@@ -135,6 +107,8 @@ def stage2(ch: Channel, plan: Plan) -> NoReturn:
 
         ch.send("hooks")  # the parent runs prestart and createRuntime hooks now
         ch.expect("hooks-done")
+        if "cgroup" in plan.namespaces and not plan.namespaces["cgroup"]:
+            libc.unshare(ns.CLONE_NEWCGROUP)  # only now are we in the container's cgroup
         state = {
             "ociVersion": spec.get("ociVersion", ""),
             "id": plan.id,
@@ -156,6 +130,7 @@ def stage2(ch: Channel, plan: Plan) -> NoReturn:
             console.send_master(plan.console_fd, master, slave)
             os.close(master)
             console.become_tty(slave, mount_console=True)
+        rootfs.finalize(list(spec.get("mounts") or []))
         if (spec.get("root") or {}).get("readonly"):
             rootfs.readonly_root()
         if spec.get("hostname"):

@@ -2,13 +2,18 @@
 `standard_init_linux.go` / `setns_init_linux.go`): rlimits, the working directory, user and
 groups, capabilities, no_new_privs, seccomp, then execve. Shared by the init and by exec."""
 
+from __future__ import annotations
+
 import os
 import resource
-from typing import Any
 
 from runc_py import log
 from runc_py.errors import RuntimeErr
 from runc_py.linux import caps, libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def preload(proc: dict[str, Any], seccomp: dict[str, Any] | None, hooks_inside: bool) -> None:

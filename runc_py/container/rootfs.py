@@ -3,13 +3,18 @@ config.json, /dev with its default devices and symlinks, pivot_root, and the mas
 read-only paths. All of it runs in the init, inside the container's new mount namespace.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
-from typing import Any
 
 from runc_py.errors import RuntimeErr
 from runc_py.linux import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # option -> (clear?, flag), as mount(8) reads them
 MOUNT_FLAGS: dict[str, tuple[bool, int]] = {
@@ -174,7 +179,10 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup_mounts: list[tuple[str, str
         _mount_cgroup(dest, flags, cgroup_mounts)
     else:
         dest = secure_join(rootfs, dest_rel)
+        old_mode = _dir_mode(dest) if mtype == "tmpfs" else None
         os.makedirs(dest, 0o755, exist_ok=True)
+        if _ro_later(mtype, dest_rel):
+            flags &= ~libc.MS_RDONLY  # finalize() makes it read-only, once it is filled
         try:
             libc.mount(src or mtype, dest, mtype, flags, data)
         except OSError as e:
@@ -183,8 +191,33 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup_mounts: list[tuple[str, str
                 libc.mount("/dev/mqueue", dest, None, libc.MS_BIND | libc.MS_REC)
             else:
                 raise RuntimeErr(f"error mounting {mtype!r} to rootfs at {dest_rel!r}: {e}") from e
+        if old_mode is not None:
+            os.chmod(dest, old_mode)  # like runc: a tmpfs keeps the mode of the dir it covers
     if prop:
         libc.mount(None, dest, None, prop)
+
+
+def _dir_mode(path: str) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _ro_later(mtype: str, dest_rel: str) -> bool:
+    """runc mounts every tmpfs and /dev read-write first (to chmod them, to create devices and
+    mount points in them) and remounts the "ro" ones in finalizeRootfs."""
+    return mtype == "tmpfs" or os.path.normpath(dest_rel) == "/dev"
+
+
+def finalize(mounts: list[dict[str, Any]]) -> None:
+    """runc's finalizeRootfs (after pivot_root): the tmpfs mounts and /dev that asked for "ro"."""
+    for m in mounts:
+        flags, _, _ = parse_options(list(m.get("options") or []))
+        dest = m.get("destination") or ""
+        is_bind = m.get("type") == "bind" or flags & libc.MS_BIND
+        if flags & libc.MS_RDONLY and not is_bind and _ro_later(m.get("type") or "", dest):
+            libc.mount(None, dest, None, flags | libc.MS_REMOUNT | libc.MS_BIND)
 
 
 def _mount_cgroup(dest: str, flags: int, cgroup_mounts: list[tuple[str, str]]) -> None:
@@ -193,19 +226,22 @@ def _mount_cgroup(dest: str, flags: int, cgroup_mounts: list[tuple[str, str]]) -
     (v1), or the container's own cgroup2 directory (v2)."""
     ro = flags & libc.MS_RDONLY
     base = flags & ~(libc.MS_RDONLY | libc.MS_BIND | libc.MS_REC | libc.MS_REMOUNT)
+    old_mode = _dir_mode(dest)
     os.makedirs(dest, 0o755, exist_ok=True)
     if len(cgroup_mounts) == 1 and cgroup_mounts[0][0] == "":
         libc.mount(cgroup_mounts[0][1], dest, None, libc.MS_BIND | libc.MS_REC)
         _remount_bind(dest, base | ro)
         return
+    # As runc 1.1: the tmpfs itself stays read-write (it is not one of config.json's mounts,
+    # so finalize() leaves it alone) and takes the mode of sysfs' directory it covers (0555).
     libc.mount("tmpfs", dest, "tmpfs", base, "mode=755")
+    if old_mode is not None:
+        os.chmod(dest, old_mode)
     for name, host_dir in cgroup_mounts:
         sub = os.path.join(dest, name)
         os.makedirs(sub, 0o755, exist_ok=True)
         libc.mount(host_dir, sub, None, libc.MS_BIND | libc.MS_REC)
         _remount_bind(sub, base | ro)
-    if ro:
-        libc.mount(None, dest, None, libc.MS_REMOUNT | base | ro)
 
 
 def needs_dev(spec: dict[str, Any]) -> bool:

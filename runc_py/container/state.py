@@ -5,14 +5,18 @@ means stopped, an exec fifo still on disk means created, a frozen cgroup means p
 running. So a runc-py killed at any point leaves nothing that lies about a container.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from runc_py.errors import RuntimeErr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
@@ -45,29 +49,42 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@dataclass
 class State:
-    id: str
-    pid: int
-    pid_start: int
-    bundle: str
-    rootfs: str
-    created_ns: int
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    namespaces: dict[str, str] = field(default_factory=dict)  # type -> /proc/PID/ns/... to join
-    cgroup: dict[str, Any] = field(default_factory=dict)  # cgroups.from_state()
-    hooks: dict[str, Any] = field(default_factory=dict)  # poststart/poststop/startContainer
-    process: dict[str, Any] = field(default_factory=dict)  # defaults for exec (env, caps, ...)
-    seccomp: dict[str, Any] | None = None
-    creating: bool = False  # still inside `create` (hooks running)
-    rootless: bool = False
+    """What state.json holds: enough to find, join, signal and tear down the container."""
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        pid: int,
+        pid_start: int,
+        bundle: str,
+        rootfs: str,
+        created_ns: int,
+        owner: str = "",
+        annotations: dict[str, str] | None = None,
+        namespaces: dict[str, str] | None = None,  # type -> /proc/PID/ns/... to join
+        cgroup: dict[str, Any] | None = None,  # for cgroups.from_state()
+        hooks: dict[str, Any] | None = None,  # poststart and poststop
+        process: dict[str, Any] | None = None,  # the defaults of exec (env, caps, user, ...)
+        seccomp: dict[str, Any] | None = None,
+        creating: bool = False,  # still inside `create` (its hooks running)
+    ) -> None:
+        self.id, self.pid, self.pid_start = id, pid, pid_start
+        self.bundle, self.rootfs, self.created_ns, self.owner = bundle, rootfs, created_ns, owner
+        self.annotations = annotations or {}
+        self.namespaces = namespaces or {}
+        self.cgroup = cgroup or {}
+        self.hooks = hooks or {}
+        self.process = process or {}
+        self.seccomp = seccomp
+        self.creating = creating
 
     def save(self, root: str) -> None:
         """Atomically: temp file, fsync, rename (a reader never sees half a state)."""
         d = os.path.join(root, self.id)
         tmp = os.path.join(d, f".{STATE_FILE}.tmp")
-        data = json.dumps(asdict(self)).encode()
+        data = json.dumps(vars(self)).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)

@@ -1,11 +1,16 @@
 """The pipe pair between `runc-py create` and the init it forks (runc's `_LIBCONTAINER_INITPIPE`
 and its sync messages: procReady, procHooks, …), one JSON object per line."""
 
+from __future__ import annotations
+
 import json
 import os
-from typing import Any
 
 from runc_py.errors import RuntimeErr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Channel:
@@ -14,7 +19,7 @@ class Channel:
         self._buf = b""
 
     @classmethod
-    def pair(cls) -> tuple["Channel", "Channel"]:
+    def pair(cls) -> tuple[Channel, Channel]:
         """(parent end, child end)."""
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()

@@ -56,13 +56,13 @@ def test_traceparent_parse_and_span_record(tmp_path: Path) -> None:
     ):
         assert tracing.parse_traceparent(bad) is None
     log = tmp_path / "t" / "spans.jsonl"
-    with tracing.span("op", "test", tp, {"k": 1}, path=log) as s:
-        child = tracing.start_span("inner", "test", s.traceparent)
-    (rec,) = tracing.read_spans(log)
+    with tracing.span("op", "test", tp, {"k": 1}, path=str(log)) as s:
+        child = tracing.Span("inner", "test", s.traceparent)
+    (rec,) = tracing.read_spans(str(log))
     assert rec["trace_id"] == ctx.trace_id and rec["parent_id"] == ctx.span_id
     assert rec["name"] == "op" and rec["attrs"] == {"k": 1} and rec["end_ns"] >= rec["start_ns"]
     assert child.parent_id == rec["span_id"]
-    with pytest.raises(ValueError), tracing.span("boom", "test", path=log):
+    with pytest.raises(ValueError), tracing.span("boom", "test", path=str(log)):
         raise ValueError("x")
     last = json.loads(log.read_text().splitlines()[-1])
     assert last["parent_id"] is None and last["trace_id"] != ctx.trace_id
