@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
+def describe(e: BaseException) -> str:
+    """An error as runc would word it: no "[Errno N]", the path where the call names one."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e) or type(e).__name__
+
+
 def fail(ch: Channel, e: BaseException) -> NoReturn:
     """Report to the parent and exit. Never raise: an exception escaping a forked stage would
     unwind into the parent's code (and run its clean-up) in the child."""
@@ -30,7 +37,7 @@ def fail(ch: Channel, e: BaseException) -> NoReturn:
             import traceback
 
             log.debug("".join(traceback.format_exception(e)))
-        ch.send("error", msg=str(e) or type(e).__name__)
+        ch.send("error", msg=describe(e))
     finally:
         os._exit(1)
 

@@ -118,13 +118,10 @@ class State:
     def oci_state(self, root: str, status: str | None = None) -> dict[str, Any]:
         """The runtime-spec state, as hooks get it on stdin."""
         st = status or self.status(root)
-        out: dict[str, Any] = {
-            "ociVersion": "1.0.2-dev",
-            "id": self.id,
-            "status": st,
-            "pid": 0 if st == "stopped" else self.pid,
-            "bundle": self.bundle,
-        }
+        out: dict[str, Any] = {"ociVersion": "1.0.2-dev", "id": self.id, "status": st}
+        if st != "stopped":
+            out["pid"] = self.pid  # omitted when stopped, as runc's `omitempty` does
+        out["bundle"] = self.bundle
         if self.annotations:
             out["annotations"] = self.annotations
         return out

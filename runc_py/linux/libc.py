@@ -73,7 +73,7 @@ _libc.prctl.argtypes = [
 def _check(ret: int, what: str, path: str | None = None) -> int:
     if ret < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+        raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
 
 
