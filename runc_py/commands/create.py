@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from runc_py.cli import Context
+from runc_py.commands import container_id, preserved
 from runc_py.container.create import create
-from runc_py.errors import UsageError
 from runc_py.flags import Flag
 
 TYPE_CHECKING = False
@@ -20,22 +20,6 @@ FLAGS = [
     Flag("no-new-keyring", "bool"),
     Flag("preserve-fds", "int", default=0),
 ]
-
-
-def container_id(pos: list[str]) -> str:
-    if len(pos) != 1:
-        raise UsageError(f"requires exactly 1 argument (container id), got {len(pos)}")
-    return pos[0]
-
-
-def preserved(opts: dict[str, Any]) -> int:
-    """--preserve-fds plus the LISTEN_FDS that systemd socket activation handed us."""
-    import os
-
-    n = int(opts.get("preserve-fds") or 0)
-    if os.environ.get("LISTEN_FDS", "").isdigit():
-        n += int(os.environ["LISTEN_FDS"])
-    return n
 
 
 def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:

@@ -7,7 +7,7 @@ import copy
 import json
 
 from runc_py.cli import Context
-from runc_py.commands.create import preserved
+from runc_py.commands import preserved
 from runc_py.container import state
 from runc_py.container.exec import execute
 from runc_py.errors import RuntimeErr, UsageError
@@ -78,14 +78,18 @@ def build_process(st: state.State, opts: dict[str, Any], args: list[str]) -> dic
 def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
     if not pos:
         raise UsageError("requires at least 1 argument (container id)")
-    st = state.load(ctx.root, pos[0])
-    proc = build_process(st, opts, pos[1:])
-    return execute(
-        ctx.root,
-        st,
-        proc,
-        detach=opts["detach"],
-        pid_file=opts["pid-file"],
-        console_socket=opts["console-socket"],
-        preserve_fds=preserved(opts),
-    )
+    try:
+        st = state.load(ctx.root, pos[0])
+        proc = build_process(st, opts, pos[1:])
+        return execute(
+            ctx.root,
+            st,
+            proc,
+            detach=opts["detach"],
+            pid_file=opts["pid-file"],
+            console_socket=opts["console-socket"],
+            preserve_fds=preserved(opts),
+        )
+    except (RuntimeErr, OSError) as e:
+        # runc exits 255 when the exec itself failed: any other status is the process's own
+        raise RuntimeErr(f"exec failed: {e}", 255) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runc_py import cgroups
 from runc_py.cli import Context
-from runc_py.commands.create import container_id
+from runc_py.commands import container_id
 from runc_py.container import state
 from runc_py.errors import RuntimeErr
 

@@ -33,7 +33,7 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
     if opts["format"] == "json":
         if len(pos) > 1:
             raise RuntimeErr("ps options are not supported with --format json")
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(json.dumps(pids, separators=(",", ":")) + "\n")  # as Go encodes it
         return 0
     if opts["format"] != "table":
         raise UsageError(f"invalid format option: {opts['format']}")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from runc_py.cli import Context
+from runc_py.commands import container_id, preserved
 from runc_py.commands.create import FLAGS as CREATE_FLAGS
-from runc_py.commands.create import container_id, preserved
 from runc_py.container import wait
-from runc_py.container.create import create
+from runc_py.container.create import create, load_spec
 from runc_py.container.destroy import destroy
 from runc_py.container.start import start
 from runc_py.flags import Flag
@@ -19,28 +19,48 @@ USAGE = "[command options] <container-id>"
 FLAGS = [*CREATE_FLAGS, Flag("detach", "bool", aliases=("d",)), Flag("keep", "bool")]
 
 
+def _relays_tty(opts: dict[str, Any]) -> bool:
+    """In the foreground with a terminal and no console socket, runc-py is the terminal."""
+    if opts["detach"] or opts["console-socket"]:
+        return False
+    proc = load_spec(opts["bundle"]).get("process")
+    return isinstance(proc, dict) and bool(proc.get("terminal"))
+
+
 def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
     cid = container_id(pos)
-    st = create(
-        ctx.root,
-        cid,
-        opts["bundle"],
-        pid_file=opts["pid-file"],
-        console_socket=opts["console-socket"],
-        no_pivot=opts["no-pivot"],
-        preserve_fds=preserved(opts),
-        detach=opts["detach"],
-    )
+    relay = None
+    if _relays_tty(opts):
+        from runc_py.container.tty import Relay
+
+        relay = Relay()
     try:
-        if not opts["detach"]:
-            wait.forward_signals(st.pid)
-        start(ctx.root, st)
-    except BaseException:
-        destroy(ctx.root, st)
-        raise
-    if opts["detach"]:
-        return 0
-    code = wait.wait_exit(st.pid)
+        st = create(
+            ctx.root,
+            cid,
+            opts["bundle"],
+            pid_file=opts["pid-file"],
+            console_socket=opts["console-socket"],
+            no_pivot=opts["no-pivot"],
+            preserve_fds=preserved(opts),
+            detach=opts["detach"],
+            console_fd=relay.theirs if relay else None,
+        )
+        try:
+            if not opts["detach"]:
+                wait.forward_signals(st.pid)
+            if relay:
+                relay.attach()  # sized and raw before the process starts
+            start(ctx.root, st)
+        except BaseException:
+            destroy(ctx.root, st)
+            raise
+        if opts["detach"]:
+            return 0
+        code = relay.run(st.pid) if relay else wait.wait_exit(st.pid)
+    finally:
+        if relay:
+            relay.close()
     if not opts["keep"]:
         destroy(ctx.root, st)
     return code

@@ -6,7 +6,7 @@ import json
 import sys
 
 from runc_py.cli import Context
-from runc_py.commands.create import container_id
+from runc_py.commands import container_id
 from runc_py.container import state
 
 TYPE_CHECKING = False

@@ -22,6 +22,11 @@ def open_pty() -> tuple[int, str]:
     return master, f"/dev/pts/{n}"
 
 
+def set_winsize(fd: int, winsize: bytes) -> None:
+    """struct winsize (rows, cols, xpixel, ypixel) onto the pty."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, winsize)
+
+
 def send_master(sock_fd: int, master: int, name: str) -> None:
     import socket
 

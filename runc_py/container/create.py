@@ -114,7 +114,10 @@ def create(
     no_pivot: bool = False,
     preserve_fds: int = 0,
     detach: bool = True,
+    console_fd: int | None = None,
 ) -> State:
+    """`console_fd`: a connected socket for the pty master, instead of `console_socket` (runc-py
+    `run` relaying the terminal itself); create closes it once the init has used it."""
     validate_id(cid)
     bundle = os.path.abspath(bundle)
     spec = load_spec(bundle)
@@ -147,7 +150,6 @@ def create(
         manager = cgroups.new_manager(linux.get("cgroupsPath"), cid)
         manager.apply(-1)
         manager.set(resources(linux))
-        console_fd = None
         if console_socket:
             from runc_py.container import console
 

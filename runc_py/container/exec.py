@@ -54,10 +54,16 @@ def execute(
         raise RuntimeErr("cannot allocate tty if runc will detach without setting console socket")
     nss = _foreign_namespaces(st)
     console_fd = None
+    relay = None
     if console_socket and proc.get("terminal"):
         from runc_py.container import console
 
         console_fd = console.connect(console_socket)
+    elif proc.get("terminal") and not detach:
+        from runc_py.container.tty import Relay
+
+        relay = Relay()  # in the foreground with no console socket, we are the terminal
+        console_fd = relay.theirs
     process.preload(proc, st.seccomp, False)
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     parent, child = Channel.pair()
@@ -75,9 +81,14 @@ def execute(
         pid = int(msg["pid"])
         if st.cgroup:
             cgroups.from_state(st.cgroup).apply(pid)
-        parent.send("go")
+        # the pty gets its size before the process can ask for it (`stty size` as argv)
+        parent.send("go", winsize=relay.winsize().hex() if relay else None)
         parent.expect("ready")
+        if relay:
+            relay.attach()
     except BaseException:
+        if relay:
+            relay.close()
         if pid:
             try:
                 os.kill(pid, 9)
@@ -93,6 +104,11 @@ def execute(
         write_pid_file(pid_file, pid)
     if detach:
         return 0
+    if relay:
+        try:
+            return relay.run(pid)
+        finally:
+            relay.close()
     wait.forward_signals(pid)
     return wait.wait_exit(pid)
 
@@ -123,12 +139,14 @@ def _stage2(
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         libc.set_process_title(f"runc-py exec {st.id}")
-        ch.expect("go")
+        go = ch.expect("go")
         os.setsid()
         if console_fd is not None:
             from runc_py.container import console
 
             master, slave = console.open_pty()
+            if go.get("winsize"):
+                console.set_winsize(master, bytes.fromhex(go["winsize"]))
             console.send_master(console_fd, master, slave)
             os.close(master)
             console.become_tty(slave, mount_console=False)
