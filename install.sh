@@ -12,7 +12,7 @@ DEBS=(
   docker-registry             # a real OCI distribution registry on 127.0.0.1 for pull tests
   busybox-static              # the one binary the test image is built from
   libseccomp2                 # runc-py loads seccomp filters through it
-  hyperfine                   # bench/: timings against the real peer
+  hyperfine time              # bench/: timings against the real peer, peak RSS
   psmisc procps util-linux iproute2 tmux   # pstree, ps, nsenter/unshare, ip, a pty for -t tests
 )
 
@@ -36,6 +36,8 @@ fi
 # compat mode puts the checkout on sys.path with a plain .pth line: no import hook that every
 # runc-py start would pay for.
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+# pip writes the launcher's shebang without its -S (see bin/runc-py): put it back.
+sed -i '1s|^#!\(.*python[0-9.]*\)$|#!\1 -S|' .venv/bin/runc-py
 # Byte-compile now: runc-py and the shim start on every container operation, and a machine
 # with PYTHONDONTWRITEBYTECODE set would otherwise recompile every module on every start.
 .venv/bin/python -m compileall -q -j 0 runc_py stacklab engine containerd_py shim cri >/dev/null

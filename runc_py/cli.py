@@ -6,7 +6,6 @@ imported only when called, so `runc-py start` does not pay for what `create` nee
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -88,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in COMMANDS:
         log.error(f"No help topic for '{verb}'")
         return 3
-    module = importlib.import_module(f"runc_py.commands.{verb}")
+    __import__(f"runc_py.commands.{verb}")  # importlib itself costs more than this import
+    module = sys.modules[f"runc_py.commands.{verb}"]
     ctx = Context(
         root=gopts["root"] or str(paths.runc_root()),
         debug=gopts["debug"],

@@ -26,9 +26,9 @@ def _now() -> str:
 
 def _line(level: str, msg: str) -> str:
     if _format == "json":
-        import json
+        from stacklab import jsonfast
 
-        return json.dumps({"level": level, "msg": msg, "time": _now()})
+        return jsonfast.dumps({"level": level, "msg": msg, "time": _now()}, (",", ":"))
     quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'time="{_now()}" level={level} msg="{quoted}"'
 

@@ -8,11 +8,10 @@ and one `write(2)` with O_APPEND per span so that concurrent writers never inter
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from stacklab import paths
+from stacklab import jsonfast, paths
 
 TYPE_CHECKING = False  # typing costs runc-py start-up time; only the type checker needs it
 if TYPE_CHECKING:
@@ -83,7 +82,7 @@ class Span:
         return self.context.traceparent()
 
     def record(self, end_ns: int) -> None:
-        line = json.dumps(
+        line = jsonfast.dumps(
             {
                 "trace_id": self.context.trace_id,
                 "span_id": self.context.span_id,
@@ -95,7 +94,7 @@ class Span:
                 "end_ns": end_ns,
                 "attrs": self.attrs,
             },
-            separators=(",", ":"),
+            (",", ":"),
         )
         append_line(self.path or paths.trace_file(), line)
 
@@ -151,7 +150,7 @@ def read_spans(path: str | None = None) -> list[dict[str, Any]]:
         return out
     for line in text.splitlines():
         try:
-            out.append(json.loads(line))
+            out.append(jsonfast.loads(line))
         except ValueError:
             continue
     return out

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 from runc_py import cgroups as cg
 from runc_py.cgroups import CgroupError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 MAX = 2**64 - 1  # how runc reports "max"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -12,6 +11,7 @@ from runc_py.commands import container_id
 from runc_py.container import state
 from runc_py.errors import RuntimeErr
 from runc_py.flags import Flag
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
         except cgroups.CgroupError as e:
             raise RuntimeErr(str(e)) from None
         sys.stdout.write(
-            json.dumps({"type": "stats", "id": cid, "data": data}, separators=(",", ":")) + "\n"
+            jsonfast.dumps({"type": "stats", "id": cid, "data": data}, (",", ":")) + "\n"
         )
         sys.stdout.flush()
         if opts["stats"]:

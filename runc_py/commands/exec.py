@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 from runc_py.cli import Context
 from runc_py.commands import preserved
@@ -12,6 +11,7 @@ from runc_py.container import state
 from runc_py.container.exec import execute
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def build_process(st: state.State, opts: dict[str, Any], args: list[str]) -> dic
     if opts["process"]:
         try:
             with open(opts["process"]) as f:
-                proc: dict[str, Any] = json.load(f)
+                proc: dict[str, Any] = jsonfast.loads(f.read())
         except (OSError, ValueError) as e:
             raise RuntimeErr(f"unable to load process file {opts['process']}: {e}") from None
         if not isinstance(proc, dict):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import sys
@@ -11,6 +10,7 @@ from runc_py.cli import Context
 from runc_py.container import state
 from runc_py.errors import RuntimeErr, UsageError
 from runc_py.flags import Flag
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif opts["format"] == "json":
         # Go's json.Encoder: compact, one line
-        sys.stdout.write(json.dumps(states or None, separators=(",", ":")) + "\n")
+        sys.stdout.write(jsonfast.dumps(states or None, (",", ":")) + "\n")
     elif opts["format"] == "table":
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         rows += [

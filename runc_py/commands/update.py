@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from runc_py import cgroups
@@ -12,6 +11,7 @@ from runc_py.commands import container_id
 from runc_py.container import state
 from runc_py.errors import RuntimeErr
 from runc_py.flags import Flag
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,10 +72,10 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
     if opts["resources"]:  # then, as in runc, every other option is ignored
         try:
             if opts["resources"] == "-":
-                res = json.load(sys.stdin)
+                res = jsonfast.loads(sys.stdin.read())
             else:
                 with open(opts["resources"]) as f:
-                    res = json.load(f)
+                    res = jsonfast.loads(f.read())
         except (OSError, ValueError) as e:
             raise RuntimeErr(f"unable to read resources: {e}") from None
         if not isinstance(res, dict):

@@ -5,19 +5,18 @@ blocked on the exec fifo. On any failure it takes everything back: process, cgro
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 
 from runc_py import cgroups
 from runc_py.container import hooks
 from runc_py.container import namespaces as ns
-from runc_py.container.destroy import remove_dir
+from runc_py.container.destroy import SIGKILL, remove_dir
 from runc_py.container.plan import Plan
 from runc_py.container.state import EXEC_FIFO, State, proc_start_time, validate_id
 from runc_py.container.sync import Channel
 from runc_py.errors import RuntimeErr
 from runc_py.linux import libc
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ def resources(linux: dict[str, Any]) -> dict[str, Any]:
 def load_spec(bundle: str) -> dict[str, Any]:
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            spec = json.loads(f.read())
+            spec = jsonfast.loads(f.read())
     except FileNotFoundError:
         raise RuntimeErr(f"open {bundle}/config.json: no such file or directory") from None
     except (ValueError, UnicodeDecodeError) as e:
@@ -248,14 +247,14 @@ def _stage1(ch: Channel, plan: Plan) -> NoReturn:
 def _undo(cdir: str, pid: int, manager: cgroups.Manager | None) -> None:
     if pid:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
             os.waitpid(pid, 0)
         except OSError:
             pass
     if manager is not None:
         try:
             for p in manager.pids():
-                os.kill(p, signal.SIGKILL)
+                os.kill(p, SIGKILL)
             manager.destroy()
         except (OSError, cgroups.CgroupError):
             pass

@@ -2,13 +2,14 @@
 left in its cgroup, remove the cgroup and the state directory, run the poststop hooks."""
 
 import os
-import signal
 import time
 
 from runc_py import cgroups
 from runc_py.container import hooks
 from runc_py.container.state import State
 from runc_py.errors import RuntimeErr
+
+SIGKILL = 9  # the `signal` module would cost every runc-py start its enums
 
 
 def kill_all(st: State, sig: int) -> None:
@@ -17,7 +18,7 @@ def kill_all(st: State, sig: int) -> None:
     if st.cgroup:
         mgr = cgroups.from_state(st.cgroup)
         try:
-            if sig == signal.SIGKILL and mgr.frozen():
+            if sig == SIGKILL and mgr.frozen():
                 mgr.thaw()  # a frozen task never dies; runc thaws first too
             pids.update(mgr.pids())
         except (OSError, cgroups.CgroupError):
@@ -58,7 +59,7 @@ def remove_dir(d: str) -> None:
 
 
 def destroy(root: str, st: State) -> None:
-    kill_all(st, signal.SIGKILL)
+    kill_all(st, SIGKILL)
     wait_gone(st)
     if st.cgroup:
         try:

@@ -3,10 +3,10 @@ hook runs with the container's state JSON on stdin, its own args and env, and a 
 
 from __future__ import annotations
 
-import json
 import os
 
 from runc_py.errors import RuntimeErr
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def run(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, Any]) ->
         return
     import subprocess
 
-    data = json.dumps(state).encode()
+    data = jsonfast.dumps(state).encode()
     for i, hook in enumerate(hooks):
         path = hook.get("path")
         if not path:

@@ -2,16 +2,11 @@
 blocked init write to it and exec the user's process, then run the poststart hooks."""
 
 import os
-import signal
-from types import FrameType
+import select
 
 from runc_py.container import hooks
 from runc_py.container.state import EXEC_FIFO, State
 from runc_py.errors import RuntimeErr
-
-
-class _InitGone(Exception):
-    pass
 
 
 def start(root: str, st: State) -> None:
@@ -23,27 +18,29 @@ def start(root: str, st: State) -> None:
     if status == "creating":
         raise RuntimeErr("cannot start a container that is still being created")
     fifo = os.path.join(root, st.id, EXEC_FIFO)
-
-    # open(O_RDONLY) blocks until the init opens the other end; if the init dies first it
-    # never will, so check it on a timer and give up then (runc races a goroutine the same way).
-    def check(_sig: int, _frame: FrameType | None) -> None:
-        if st.status(root) == "stopped":
-            raise _InitGone
-
-    old = signal.signal(signal.SIGALRM, check)
-    signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+    # Our non-blocking open is the reader the init's blocked open(O_WRONLY) waits for; it then
+    # writes one byte. If the init dies instead, its pidfd turns readable and nothing comes.
+    pidfd = os.pidfd_open(st.pid)
     try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_CLOEXEC)
-    except _InitGone:
-        raise RuntimeErr("cannot start a container that has stopped") from None
+        if not st.status_alive():  # the pid was reused before we held it
+            raise RuntimeErr("cannot start a container that has stopped")
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            poll = select.poll()
+            poll.register(fd, select.POLLIN)
+            poll.register(pidfd, select.POLLIN)
+            data = b""
+            while not data:
+                ready = dict(poll.poll())
+                if fd in ready:
+                    data = os.read(fd, 1)
+                    if not data and not ready.get(pidfd):
+                        continue  # a writer came and went without a byte: keep waiting
+                if not data and pidfd in ready:
+                    raise RuntimeErr("cannot start a container that has stopped")
+        finally:
+            os.close(fd)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old)
-    try:
-        data = os.read(fd, 1)
-    finally:
-        os.close(fd)
-    if not data:
-        raise RuntimeErr("cannot start an already running container")
+        os.close(pidfd)
     os.unlink(fifo)
     hooks.run_warn("poststart", st.hooks.get("poststart"), st.oci_state(root, "running"))

@@ -3,10 +3,10 @@ and its sync messages: procReady, procHooks, …), one JSON object per line."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from runc_py.errors import RuntimeErr
+from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class Channel:
 
     def send(self, kind: str, **payload: Any) -> None:
         payload["t"] = kind
-        os.write(self.wfd, json.dumps(payload).encode() + b"\n")
+        os.write(self.wfd, jsonfast.dumps(payload).encode() + b"\n")
 
     def recv(self) -> dict[str, Any]:
         while b"\n" not in self._buf:
@@ -36,7 +36,7 @@ class Channel:
                 raise EOFError
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        msg: dict[str, Any] = json.loads(line)
+        msg: dict[str, Any] = jsonfast.loads(line)
         return msg
 
     def expect(self, kind: str) -> dict[str, Any]:

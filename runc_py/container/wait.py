@@ -2,8 +2,10 @@
 runc-py is the subreaper of the process, forwards the signals it gets, and exits with the
 process's status (128+N if a signal killed it), as runc does."""
 
+# `signal` is this C module plus enum wrappers, and the wrappers' `enum` costs 3-4 ms of every
+# start of `runc-py run`.
+import _signal as signal  # type: ignore[import-not-found]
 import os
-import signal
 
 FORWARDED = (
     signal.SIGINT,

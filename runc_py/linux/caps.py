@@ -4,14 +4,18 @@ syndtr/gocapability) and the capability half of init_linux.go's finalizeNamespac
 Names follow the OCI spec ("CAP_CHOWN"); sets are the spec's process.capabilities keys.
 """
 
+from __future__ import annotations
+
 import ctypes
 import errno
-import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
 
 from runc_py import log
 from runc_py.linux import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 # linux/capability.h, in number order: CAP_CHOWN is 0 ... CAP_CHECKPOINT_RESTORE is 40.
 _NAMES = [
@@ -84,7 +88,6 @@ def known_capabilities() -> list[str]:
     return list(CAPABILITIES)
 
 
-@functools.cache
 def last_cap() -> int:
     """The highest capability the running kernel knows (/proc/sys/kernel/cap_last_cap)."""
     try:
