@@ -1,6 +1,6 @@
 """`exec` (runc's `setns_init_linux.go` and nsexec's join path): a new process inside a running
-container — fork, join each of the init's namespaces, fork again to land in its pid namespace,
-join its cgroup, and set up the process exactly as the init's was."""
+container — fork, join the init's cgroup and each of its namespaces, fork again to land in its
+pid namespace, and set up the process exactly as the init's was."""
 
 from __future__ import annotations
 
@@ -79,8 +79,6 @@ def execute(
         finally:
             os.waitpid(stage1, 0)
         pid = int(msg["pid"])
-        if st.cgroup:
-            cgroups.from_state(st.cgroup).apply(pid)
         # the pty gets its size before the process can ask for it (`stty size` as argv)
         parent.send("go", winsize=relay.winsize().hex() if relay else None)
         parent.expect("ready")
@@ -123,6 +121,8 @@ def _stage1(
 ) -> NoReturn:
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        if st.cgroup:
+            cgroups.from_state(st.cgroup).enter()  # before setns(mnt) hides the host's cgroupfs
         init.join_namespaces(nss, None, maps=False)
         pid = os.fork()
         if pid == 0:
