@@ -123,7 +123,16 @@ def _stage1(
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         if st.cgroup:
             cgroups.from_state(st.cgroup).enter()  # before setns(mnt) hides the host's cgroupfs
+        # setns(mnt) leaves us at the namespace's root mount, which is the container's rootfs
+        # only if the init's pivot_root replaced it: not when runc-py ran chrooted (pivot_root
+        # then moves the chroot, and the host's / stays the namespace's root). The init's own
+        # root is right in both cases.
+        root = os.open(f"/proc/{st.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         init.join_namespaces(nss, None, maps=False)
+        os.fchdir(root)
+        os.chroot(".")
+        os.chdir("/")
+        os.close(root)
         pid = os.fork()
         if pid == 0:
             _stage2(ch, st, proc, console_fd, preserve_fds)
