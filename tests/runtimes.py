@@ -47,6 +47,15 @@ def candidate_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("runc-py")
 
 
+def chrooted() -> bool:
+    """Is this process's root not its mount namespace's (as on a debootstrapped test machine)?"""
+    try:
+        here, init = os.stat("/"), os.stat("/proc/1/root")
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) != (init.st_dev, init.st_ino)
+
+
 def error_message(stderr: str) -> str:
     """The `msg` of the last error line runc printed (or the raw text if it is not logfmt)."""
     found: list[str] = _MSG_RE.findall(stderr)

@@ -36,7 +36,15 @@ from typing import Any
 
 import pytest
 
-from tests.runtimes import Bundles, Runtime, Spec, error_message, leftovers, reference_binary
+from tests.runtimes import (
+    Bundles,
+    Runtime,
+    Spec,
+    chrooted,
+    error_message,
+    leftovers,
+    reference_binary,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -151,9 +159,11 @@ def ours_v2() -> Iterator[Rt]:
 
 @pytest.fixture
 def runc() -> Iterator[Rt | None]:
-    """The real runc, or None where it is not installed (its comparisons are then skipped)."""
+    """The real runc, or None where it is not installed (its comparisons are then skipped), or
+    where we run chrooted: there runc 1.1's `exec` joins the mount namespace at the host's own
+    root rather than the container's (runc-py takes the init's root), so nothing compares."""
     binary = reference_binary()
-    if binary is None:
+    if binary is None or chrooted():
         yield None
         return
     rt = _runtime("runc", binary, None)
