@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     __import__(f"runc_py.commands.{verb}")  # importlib itself costs more than this import
     module = sys.modules[f"runc_py.commands.{verb}"]
     ctx = Context(
-        root=gopts["root"] or str(paths.runc_root()),
+        root=os.path.abspath(gopts["root"] or paths.runc_root()),
         debug=gopts["debug"],
         systemd_cgroup=gopts["systemd-cgroup"],
     )

@@ -51,6 +51,8 @@ def chrooted() -> bool:
     """Is this process's root not its mount namespace's (as on a debootstrapped test machine)?"""
     try:
         here, init = os.stat("/"), os.stat("/proc/1/root")
+    except PermissionError:
+        return True  # root may not follow pid 1's root link only from under a chroot
     except OSError:
         return False
     return (here.st_dev, here.st_ino) != (init.st_dev, init.st_ino)

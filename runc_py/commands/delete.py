@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from runc_py.cli import Context
 from runc_py.commands import container_id
 from runc_py.container import state
-from runc_py.container.destroy import destroy
+from runc_py.container.destroy import destroy, remove_dir
 from runc_py.errors import RuntimeErr
 from runc_py.flags import Flag
 
@@ -23,7 +25,10 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
         st = state.load(ctx.root, cid)
     except RuntimeErr:
         if opts["force"]:
+            # a create killed before it wrote state.json leaves its directory: like runc,
+            # --force removes it, or the id could never be used again
             state.validate_id(cid)
+            remove_dir(os.path.join(ctx.root, cid))
             return 0
         raise
     status = st.status(ctx.root)

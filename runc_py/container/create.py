@@ -119,6 +119,13 @@ def create(
     `run` relaying the terminal itself); create closes it once the init has used it."""
     validate_id(cid)
     bundle = os.path.abspath(bundle)
+    # paths the caller gave relative to where it stands, before we stand in the bundle
+    pid_file = os.path.abspath(pid_file) if pid_file else None
+    console_socket = os.path.abspath(console_socket) if console_socket else None
+    try:
+        os.chdir(bundle)  # like runc: relative mount sources and hooks start from the bundle
+    except OSError as e:
+        raise RuntimeErr(f"chdir {bundle}: {(e.strerror or str(e)).lower()}") from None
     spec = load_spec(bundle)
     root_path = (spec.get("root") or {}).get("path") or "rootfs"
     rootfs = os.path.realpath(os.path.join(bundle, root_path))
@@ -160,22 +167,25 @@ def create(
         parent, child = Channel.pair()
         stage1 = os.fork()
         if stage1 == 0:
-            parent.close()
-            _stage1(
-                child,
-                Plan(
-                    id=cid,
-                    bundle=bundle,
-                    rootfs=rootfs,
-                    spec=spec,
-                    fifo_fd=fifo_fd,
-                    console_fd=console_fd,
-                    no_pivot=no_pivot,
-                    preserve_fds=preserve_fds,
-                    namespaces=nss,
-                    cgroup=manager,
-                ),
-            )
+            try:  # nothing may unwind from here into our own error handling
+                parent.close()
+                _stage1(
+                    child,
+                    Plan(
+                        id=cid,
+                        bundle=bundle,
+                        rootfs=rootfs,
+                        spec=spec,
+                        fifo_fd=fifo_fd,
+                        console_fd=console_fd,
+                        no_pivot=no_pivot,
+                        preserve_fds=preserve_fds,
+                        namespaces=nss,
+                        cgroup=manager,
+                    ),
+                )
+            finally:
+                os._exit(1)
         child.close()
         try:
             msg = parent.recv()

@@ -10,6 +10,7 @@ from runc_py import cgroups
 from runc_py.container import init, process, wait
 from runc_py.container import namespaces as ns
 from runc_py.container.create import write_pid_file
+from runc_py.container.destroy import SIGKILL
 from runc_py.container.state import State
 from runc_py.container.sync import Channel
 from runc_py.errors import RuntimeErr
@@ -69,8 +70,11 @@ def execute(
     parent, child = Channel.pair()
     stage1 = os.fork()
     if stage1 == 0:
-        parent.close()
-        _stage1(child, st, nss, proc, console_fd, preserve_fds)
+        try:  # nothing may unwind from here into our own error handling
+            parent.close()
+            _stage1(child, st, nss, proc, console_fd, preserve_fds)
+        finally:
+            os._exit(1)
     child.close()
     pid = 0
     try:
@@ -89,7 +93,7 @@ def execute(
             relay.close()
         if pid:
             try:
-                os.kill(pid, 9)
+                os.kill(pid, SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass

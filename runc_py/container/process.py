@@ -123,7 +123,12 @@ def finalize(
     env = environ(list(proc.get("env") or []), uid)
     set_rlimits(list(proc.get("rlimits") or []))
     set_oom_score_adj(proc.get("oomScoreAdj"))
-    path = look_path(args[0], env)
+    cwd = proc.get("cwd") or "/"
+    try:
+        enter_cwd(cwd)  # as root first, like runc: the user may not be allowed to yet
+        entered = True
+    except RuntimeErr:
+        entered = False
     if proc.get("noNewPrivileges"):
         libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
     elif seccomp:
@@ -137,7 +142,9 @@ def finalize(
         gid,
         [int(g) for g in user.get("additionalGids") or []],
     )
-    enter_cwd(proc.get("cwd") or "/")
+    if not entered:
+        enter_cwd(cwd)
+    path = look_path(args[0], env)  # as the user, from the cwd: `./app` with `WORKDIR /app`
     if "umask" in user:
         os.umask(int(user["umask"]))
     return path, args, env

@@ -148,12 +148,11 @@ def load(root: str, cid: str) -> State:
     validate_id(cid)
     try:
         with open(os.path.join(root, cid, STATE_FILE), "rb") as f:
-            raw = jsonfast.loads(f.read())
+            return State(**jsonfast.loads(f.read()))
     except FileNotFoundError:
         raise RuntimeErr("container does not exist") from None
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise RuntimeErr(f"container {cid}: corrupt state: {e}") from None
-    return State(**raw)
 
 
 def list_ids(root: str) -> list[str]:
