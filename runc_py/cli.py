@@ -10,13 +10,9 @@ import os
 import sys
 
 from runc_py import log
-from runc_py.errors import RuntimeErr, UsageError
+from runc_py.errors import RuntimeErr, UsageError, describe
 from runc_py.flags import Flag, parse
 from stacklab import paths, tracing
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2-dev"
@@ -54,13 +50,10 @@ GLOBAL_FLAGS = [
 
 
 class Context:
-    """What every command gets: the global flags, and the span it runs under."""
+    """What every command gets from the global flags."""
 
-    def __init__(self, root: str, debug: bool, systemd_cgroup: bool) -> None:
-        self.root = root
-        self.debug = debug
-        self.systemd_cgroup = systemd_cgroup
-        self.span: tracing.Span | None = None
+    def __init__(self, root: str) -> None:
+        self.root = root  # absolute: create chdirs into the bundle
 
 
 def _usage() -> str:
@@ -87,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in COMMANDS:
         log.error(f"No help topic for '{verb}'")
         return 3
+    if gopts["systemd-cgroup"]:  # containerd's SystemdCgroup = true: refuse, never misplace
+        log.error("the systemd cgroup driver is not supported by runc-py (use cgroupfs)")
+        return 1
+    if (gopts["rootless"] or "auto").lower() not in ("auto", "false"):
+        log.error("rootless containers are not supported by runc-py")
+        return 1
     __import__(f"runc_py.commands.{verb}")  # importlib itself costs more than this import
     module = sys.modules[f"runc_py.commands.{verb}"]
-    ctx = Context(
-        root=os.path.abspath(gopts["root"] or paths.runc_root()),
-        debug=gopts["debug"],
-        systemd_cgroup=gopts["systemd-cgroup"],
-    )
+    ctx = Context(os.path.abspath(gopts["root"] or paths.runc_root()))
     try:
         opts, pos = parse(module.FLAGS, cmd_args)
         if opts.get("help"):
@@ -104,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         with tracing.span(
             f"runc-py {verb}", "runc-py", os.environ.get(tracing.TRACEPARENT_ENV)
         ) as span:
-            ctx.span = span
             if pos:
                 span.attrs["id"] = pos[0]
             return int(module.run(ctx, opts, pos))
@@ -115,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error(str(e))
         return e.code
     except OSError as e:
-        log.error(f"runc-py {verb} failed: {e}")
+        log.error(f"runc-py {verb} failed: {describe(e)}")
         return 1
     except KeyboardInterrupt:
         return 130

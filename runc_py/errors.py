@@ -1,4 +1,5 @@
-"""The two kinds of failure runc reports: bad usage, and an operation that failed."""
+"""The two kinds of failure runc reports, bad usage and an operation that failed (runc's
+`fatal` / `fatalWithCode` in utils.go), and how a system error is worded for them."""
 
 
 class UsageError(Exception):
@@ -11,3 +12,10 @@ class RuntimeErr(Exception):
     def __init__(self, msg: str, code: int = 1) -> None:
         super().__init__(msg)
         self.code = code
+
+
+def describe(e: BaseException) -> str:
+    """An error as runc would word it: no "[Errno N]", the path where the call names one."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e) or type(e).__name__

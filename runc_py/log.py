@@ -8,16 +8,21 @@ import os
 import sys
 import time
 
-_path: str | None = None
+_fd: int | None = None  # the --log file, opened once: the init loses its path at pivot_root
 _format = "text"
 _debug = False
 
 
 def setup(path: str | None, fmt: str, debug: bool) -> None:
-    global _path, _format, _debug
+    global _fd, _format, _debug
     if fmt not in ("text", "json"):
         raise ValueError(f"invalid log-format: {fmt}")
-    _path, _format, _debug = path or None, fmt, debug
+    _format, _debug = fmt, debug
+    if path:
+        try:
+            _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            _fd = None  # logrus too falls back to stderr
 
 
 def _now() -> str:
@@ -35,13 +40,9 @@ def _line(level: str, msg: str) -> str:
 
 def _emit(level: str, msg: str) -> None:
     line = _line(level, msg) + "\n"
-    if _path:
+    if _fd is not None:
         try:
-            fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
+            os.write(_fd, line.encode())
             return
         except OSError:
             pass
@@ -65,6 +66,6 @@ def warning(msg: str) -> None:
 def error(msg: str) -> None:
     """An error that ends the command: logged, and also on stderr in plain when logging to a file."""
     _emit("error", msg)
-    if _path:
+    if _fd is not None:
         sys.stderr.write(msg + "\n")
         sys.stderr.flush()

@@ -38,7 +38,7 @@ try:
     _scan: Any = _json.make_scanner(_Decoding)  # type: ignore[arg-type]  # reads the attrs
     _encoders = {
         sep: _json.make_encoder(
-            {},
+            None,  # no cycle check: a failed dumps would otherwise leave its marks behind
             _not_serializable,
             _json.encode_basestring_ascii,
             None,

@@ -30,6 +30,7 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
         pid_file=opts["pid-file"],
         console_socket=opts["console-socket"],
         no_pivot=opts["no-pivot"],
+        new_keyring=not opts["no-new-keyring"],
         preserve_fds=preserved(opts),
     )
     return 0

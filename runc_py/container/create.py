@@ -80,8 +80,45 @@ def validate(spec: dict[str, Any], rootfs: str) -> dict[str, str | None]:
         raise RuntimeErr("user namespaces not enabled in config, but uid mappings given")
     if spec.get("hostname") and "uts" not in nss:
         raise RuntimeErr("unable to set hostname without a private UTS namespace")
+    check_sysctl(linux.get("sysctl") or {}, nss)
     hooks.check(spec.get("hooks"))
     return nss
+
+
+# sysctls of the ipc namespace (runc's validate.sysctl), and prefixes of whole namespaces'
+IPC_SYSCTLS = {
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+}
+
+
+def check_sysctl(sysctl: dict[str, str], nss: dict[str, str | None]) -> None:
+    """Only sysctls of a namespace the container has of its own: anything else would be
+    written to the host's kernel (runc's validate.sysctl)."""
+    for key in sysctl:
+        if "/" in key or ".." in key or not key:
+            raise RuntimeErr(f"invalid sysctl {key!r}")
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            if "ipc" in nss:
+                continue
+            raise RuntimeErr(f"sysctl {key!r} is not allowed in the hosts ipc namespace")
+        if key.startswith("net."):
+            if "network" in nss:
+                continue
+            raise RuntimeErr(f"sysctl {key!r} is not allowed in the hosts network namespace")
+        if "uts" in nss and key == "kernel.domainname":
+            continue
+        if "uts" in nss and key == "kernel.hostname":
+            raise RuntimeErr(
+                f'sysctl {key!r} is not allowed as it conflicts with the OCI "hostname" field'
+            )
+        raise RuntimeErr(f"sysctl {key!r} is not in a separate kernel namespace")
 
 
 def _write_maps(pid: int, linux: dict[str, Any]) -> None:
@@ -111,6 +148,7 @@ def create(
     pid_file: str | None = None,
     console_socket: str | None = None,
     no_pivot: bool = False,
+    new_keyring: bool = True,
     preserve_fds: int = 0,
     detach: bool = True,
     console_fd: int | None = None,
@@ -179,6 +217,7 @@ def create(
                         fifo_fd=fifo_fd,
                         console_fd=console_fd,
                         no_pivot=no_pivot,
+                        new_keyring=new_keyring,
                         preserve_fds=preserve_fds,
                         namespaces=nss,
                         cgroup=manager,

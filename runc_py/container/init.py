@@ -15,18 +15,12 @@ from runc_py.container import hooks, process, rootfs
 from runc_py.container import namespaces as ns
 from runc_py.container.plan import Plan
 from runc_py.container.sync import Channel
+from runc_py.errors import describe
 from runc_py.linux import libc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
-
-
-def describe(e: BaseException) -> str:
-    """An error as runc would word it: no "[Errno N]", the path where the call names one."""
-    if isinstance(e, OSError) and e.strerror:
-        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
-    return str(e) or type(e).__name__
 
 
 def fail(ch: Channel, e: BaseException) -> NoReturn:
@@ -99,6 +93,8 @@ def stage2(ch: Channel, plan: Plan) -> NoReturn:
         libc.set_process_title(f"runc-py init {plan.id}")
         go = ch.expect("go")
         os.setsid()
+        if plan.new_keyring:  # unless --no-new-keyring, like runc (named after the container)
+            libc.join_session_keyring("_ses." + plan.id)
         spec, linux = plan.spec, plan.spec.get("linux") or {}
         proc = spec.get("process") or {}
         userns = "user" in plan.namespaces

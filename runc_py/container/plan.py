@@ -23,6 +23,7 @@ class Plan:
         fifo_fd: int,
         console_fd: int | None,
         no_pivot: bool,
+        new_keyring: bool,
         preserve_fds: int,
         namespaces: dict[str, str | None],  # type -> path to join, or None to create
         cgroup: Manager,
@@ -30,5 +31,6 @@ class Plan:
         self.id, self.bundle, self.rootfs, self.spec = id, bundle, rootfs, spec
         self.fifo_fd, self.console_fd = fifo_fd, console_fd
         self.no_pivot, self.preserve_fds = no_pivot, preserve_fds
+        self.new_keyring = new_keyring
         self.namespaces = namespaces
         self.cgroup = cgroup

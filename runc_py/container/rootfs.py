@@ -9,7 +9,7 @@ import errno
 import os
 import stat
 
-from runc_py.errors import RuntimeErr
+from runc_py.errors import RuntimeErr, describe
 from runc_py.linux import libc
 
 TYPE_CHECKING = False
@@ -166,7 +166,9 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup_mounts: list[tuple[str, str
             src_is_dir = os.path.isdir(src)
             os.stat(src)
         except OSError as e:
-            raise RuntimeErr(f"error mounting {src!r} to rootfs at {dest_rel!r}: {e}") from None
+            raise RuntimeErr(
+                f"error mounting {src!r} to rootfs at {dest_rel!r}: {describe(e)}"
+            ) from None
         dest = secure_join(rootfs, dest_rel)
         _mkdir_or_file(dest, src_is_dir)
         bind_flags = libc.MS_BIND | (flags & libc.MS_REC)
@@ -190,7 +192,9 @@ def mount_one(rootfs: str, m: dict[str, Any], cgroup_mounts: list[tuple[str, str
                 # no mqueue in this kernel or userns: bind the host's, like runc does for sysfs
                 libc.mount("/dev/mqueue", dest, None, libc.MS_BIND | libc.MS_REC)
             else:
-                raise RuntimeErr(f"error mounting {mtype!r} to rootfs at {dest_rel!r}: {e}") from e
+                raise RuntimeErr(
+                    f"error mounting {mtype!r} to rootfs at {dest_rel!r}: {describe(e)}"
+                ) from e
         if old_mode is not None:
             os.chmod(dest, old_mode)  # like runc: a tmpfs keeps the mode of the dir it covers
     if prop:
@@ -245,11 +249,12 @@ def _mount_cgroup(dest: str, flags: int, cgroup_mounts: list[tuple[str, str]]) -
 
 
 def needs_dev(spec: dict[str, Any]) -> bool:
-    """runc populates /dev only when config.json does not bind-mount the host's."""
+    """runc populates /dev unless config.json bind-mounts one there (runc's needsSetupDev)."""
     for m in spec.get("mounts") or []:
-        if m.get("destination") == "/dev":
-            return m.get("type") != "bind" and "bind" not in (m.get("options") or [])
-    return False
+        if os.path.normpath(m.get("destination") or "") == "/dev":
+            options = m.get("options") or []
+            return m.get("type") != "bind" and "bind" not in options and "rbind" not in options
+    return True
 
 
 def create_devices(rootfs: str, devices: list[dict[str, Any]], userns: bool) -> None:
@@ -348,14 +353,12 @@ def readonly_root() -> None:
 
 
 def mask_path(path: str) -> None:
-    try:
-        if os.path.isdir(path):
-            libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
-        else:
-            libc.mount("/dev/null", path, None, libc.MS_BIND)
-    except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
-            raise
+    if not os.path.lexists(path):
+        return  # nothing to hide; a missing /dev/null, though, must fail below
+    if os.path.isdir(path):
+        libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY)
+    else:
+        libc.mount("/dev/null", path, None, libc.MS_BIND)
 
 
 def readonly_path(path: str) -> None:
@@ -370,9 +373,7 @@ def readonly_path(path: str) -> None:
 
 def write_sysctl(sysctl: dict[str, str]) -> None:
     for key, value in sysctl.items():
-        path = "/proc/sys/" + key.replace(".", "/")
-        if ".." in key.split("."):
-            raise RuntimeErr(f"invalid sysctl {key!r}")
+        path = "/proc/sys/" + key.replace(".", "/")  # keys checked by create.check_sysctl
         try:
             with open(path, "w") as f:
                 f.write(str(value))

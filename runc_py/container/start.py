@@ -20,7 +20,10 @@ def start(root: str, st: State) -> None:
     fifo = os.path.join(root, st.id, EXEC_FIFO)
     # Our non-blocking open is the reader the init's blocked open(O_WRONLY) waits for; it then
     # writes one byte. If the init dies instead, its pidfd turns readable and nothing comes.
-    pidfd = os.pidfd_open(st.pid)
+    try:
+        pidfd = os.pidfd_open(st.pid)
+    except ProcessLookupError:
+        raise RuntimeErr("cannot start a container that has stopped") from None
     try:
         if not st.status_alive():  # the pid was reused before we held it
             raise RuntimeErr("cannot start a container that has stopped")

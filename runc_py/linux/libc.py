@@ -50,6 +50,9 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 SYS_pivot_root = 155  # x86_64
+SYS_keyctl = 250
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
 SYS_capget = 125
 SYS_capset = 126
 
@@ -114,6 +117,14 @@ def sethostname(name: str) -> None:
 def setdomainname(name: str) -> None:
     b = name.encode()
     _check(_libc.setdomainname(b, len(b)), "setdomainname")
+
+
+def join_session_keyring(name: str) -> None:
+    """A session keyring of the container's own, so that it cannot read its caller's keys; as
+    runc does, its user may search it too (possessor: all; user: view, read, search, link)."""
+    joined = _libc.syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, _b(name))
+    _check(joined, "join session keyring")
+    _check(_libc.syscall(SYS_keyctl, KEYCTL_SETPERM, joined, 0x3F1B0000), "set keyring perms")
 
 
 def set_process_title(title: str) -> None:

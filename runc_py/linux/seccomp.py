@@ -9,15 +9,15 @@ so loading it needs CAP_SYS_ADMIN unless the process already set no_new_privs.
 from __future__ import annotations
 
 import errno
-import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from runc_py import log
 
+TYPE_CHECKING = False  # typing and collections cost the init ~10 ms; only mypy needs them
 if TYPE_CHECKING:
     import ctypes
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 
 # seccomp.h action values; ERRNO and TRACE carry 16 bits of data.
@@ -141,9 +141,13 @@ class _Lib:
         return arr
 
 
-@functools.cache
+_loaded: list[_Lib] = []
+
+
 def _lib() -> _Lib:
-    return _Lib()
+    if not _loaded:
+        _loaded.append(_Lib())
+    return _loaded[0]
 
 
 def preload() -> None:
@@ -201,7 +205,7 @@ def _u64(v: Any, what: str) -> int:
 def _conditions(args: Any, where: str) -> list[tuple[int, int, int, int]]:
     out = []
     for arg in args or ():
-        if not isinstance(arg, Mapping):
+        if not isinstance(arg, dict):
             raise ValueError(f"seccomp: {where}: an args entry must be an object, not {arg!r}")
         index, op = arg.get("index"), arg.get("op")
         if not isinstance(index, int) or not 0 <= index < _MAX_ARGS:
@@ -219,7 +223,7 @@ def _plan(
 ) -> tuple[int, list[str], list[str], list[tuple[list[str], int, list[tuple[int, int, int, int]]]]]:
     """Check the whole profile before touching libseccomp: (default action, archs, flags,
     rules as (names, action, conditions))."""
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, dict):
         raise ValueError("seccomp: the profile must be an object")
     if spec.get("listenerPath"):
         raise ValueError("seccomp: listenerPath (seccomp notify) is not supported")
@@ -236,7 +240,7 @@ def _plan(
     rules = []
     for i, call in enumerate(spec.get("syscalls") or ()):
         where = f"syscalls[{i}]"
-        if not isinstance(call, Mapping):
+        if not isinstance(call, dict):
             raise ValueError(f"seccomp: {where} must be an object")
         names = call.get("names")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

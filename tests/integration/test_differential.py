@@ -664,3 +664,53 @@ def test_hooks_order_and_state(bundles: Bundles, pair: Pair, cid: str) -> None:
     assert [shape(*x) for x in cand] == [shape(*x) for x in ref]
     for kind, st in cand:
         assert st["id"] == cid and st["bundle"].endswith("hooks-runc-py"), kind
+
+
+# --- what runc resolves from the bundle and the working directory ----------------------------
+
+
+def test_relative_program_and_bind_source(bundles: Bundles, pair: Pair, cid: str) -> None:
+    """`./echo` from cwd /bin (Docker's WORKDIR + CMD ["./app"]) is looked up in the cwd, as
+    the user; a bind source without a leading / is read from the bundle."""
+
+    def edit(spec: Spec) -> None:
+        spec["process"]["cwd"] = "/bin"
+        spec["process"]["user"] = {"uid": 1, "gid": 1}
+        spec["mounts"].append(
+            {"destination": "/run", "type": "bind", "source": "data", "options": ["rbind", "ro"]}
+        )
+
+    bundle = bundles.make("relative", ["./echo", "hi"], edit)
+    (bundle / "data").mkdir(exist_ok=True)
+    (bundle / "data" / "marker").write_text("from the bundle\n")
+    ref, cand = run_both(pair, bundle, cid)
+    assert_same(ref, cand)
+    assert cand.stdout == "hi\n"
+    edit2 = lambda s: (edit(s), s["process"].update(args=["cat", "/run/marker"]))  # noqa: E731
+    bundle2 = bundles.make("relative", ["cat"], edit2)
+    ref, cand = run_both(pair, bundle2, cid)
+    assert_same(ref, cand)
+    assert cand.stdout == "from the bundle\n"
+
+
+def test_without_a_dev_mount(bundles: Bundles, pair: Pair, cid: str) -> None:
+    """No /dev in config.json's mounts: /dev still gets its devices, and the masked paths are
+    still masked (with the /dev/null that makes that possible)."""
+
+    def edit(spec: Spec) -> None:
+        spec["mounts"] = [m for m in spec["mounts"] if not m["destination"].startswith("/dev")]
+
+    script = "ls /dev | sort; wc -c < /proc/keys; cat /proc/timer_list | wc -c"
+    assert_same(*run_both(pair, bundles.make("no-dev", ["sh", "-c", script], edit), cid))
+
+
+def test_session_keyring(bundles: Bundles, pair: Pair, cid: str) -> None:
+    """A session keyring of the container's own, named after it (unless --no-new-keyring)."""
+    script = "grep -o ' perm [0-9a-f]* .*_ses[^:]*' /proc/keys || echo none"
+    ref, cand = run_both(pair, bundles.make("keyring", ["sh", "-c", script], keys_visible), cid)
+    assert_same(ref, cand)
+    assert cand.stdout.strip().endswith(f"keyring   _ses.{cid}")
+
+
+def keys_visible(spec: Spec) -> None:
+    spec["linux"]["maskedPaths"].remove("/proc/keys")

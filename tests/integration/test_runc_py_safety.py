@@ -273,3 +273,34 @@ def test_no_runtime_fd_leaks_into_the_container(rt: Runtime) -> None:
         r = rt("run", "--bundle", str(bundle), cid)
         assert r.returncode != 0 or r.stdout.strip().startswith("/"), (n, r.stdout)
         assert leftovers(rt, cid) == []
+
+
+def test_host_sysctls_are_refused(rt: Runtime) -> None:
+    """A sysctl of no namespace of the container's own would change the host's kernel."""
+    cases = {
+        "kernel.core_pattern": "is not in a separate kernel namespace",
+        "net.ipv4.ip_forward": "not allowed in the hosts network namespace",
+        "net/../kernel/core_pattern": "invalid sysctl",
+    }
+    for key, phrase in cases.items():
+        cid = f"sysctl-{uuid.uuid4().hex[:6]}"
+        namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]  # no network
+        bundle = rt.bundle(
+            cid, ["true"], **{"linux.sysctl": {key: "1"}, "linux.namespaces": namespaces}
+        )
+        r = rt("create", "--bundle", str(bundle), cid)
+        assert r.returncode == 1 and phrase in r.stderr, (key, r.stderr)
+        assert leftovers(rt, cid) == []
+
+
+def test_delete_force_clears_a_half_created_container(rt: Runtime) -> None:
+    """A create killed before it wrote state.json leaves its directory behind; `delete -f`
+    clears it, so the id can be used again (runc does the same)."""
+    (rt.root / "half").mkdir(parents=True)
+    os.mkfifo(rt.root / "half" / "exec.fifo")
+    bundle = rt.bundle("half", ["true"])
+    assert "already exists" in rt("create", "--bundle", str(bundle), "half").stderr
+    assert rt("delete", "half").returncode == 1
+    assert rt("delete", "--force", "half").returncode == 0
+    assert not (rt.root / "half").exists()
+    assert rt("run", "--bundle", str(bundle), "half").returncode == 0

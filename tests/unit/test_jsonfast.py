@@ -49,3 +49,10 @@ def test_bad_json_without_the_json_package_loaded() -> None:
 def test_unserializable_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         jsonfast.dumps({"x": object()})
+
+
+def test_a_failed_dumps_leaves_nothing_behind() -> None:
+    obj = {"x": 1}
+    with pytest.raises(TypeError):
+        jsonfast.dumps({"a": obj, "b": object()})
+    assert jsonfast.dumps({"a": obj}) == '{"a": {"x": 1}}'
