@@ -85,8 +85,13 @@ class V2Manager:
 
     def set(self, resources: dict[str, Any]) -> None:
         g = cg.given(resources, SUPPORTED, "v2")
-        # g["devices"] is ignored: cgroup v2 filters devices with an eBPF program (runc loads one),
-        # which runc-py does not build; the container's /dev holds only the devices it is given.
+        if ("devices", None) in g:  # cgroup2 has no devices.allow: an eBPF program decides
+            from runc_py.cgroups import devicefilter
+
+            try:
+                devicefilter.attach(self.dir, list(g[("devices", None)]))
+            except (OSError, ValueError) as e:
+                raise CgroupError(f"cannot set device rules: {e}") from None
         for key, (ctrl, f, conv) in PLAIN.items():
             if key in g:
                 cg.write(self._need(ctrl, f"set {key[0]}.{key[1]}"), f, conv(g[key]))

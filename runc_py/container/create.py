@@ -191,9 +191,12 @@ def create(
             os.mkfifo(fifo, 0o622)
         finally:
             os.umask(old)
-        manager = cgroups.new_manager(linux.get("cgroupsPath"), cid)
-        manager.apply(-1)
-        manager.set(resources(linux))
+        try:
+            manager = cgroups.new_manager(linux.get("cgroupsPath"), cid)
+            manager.apply(-1)
+            manager.set(resources(linux))
+        except cgroups.CgroupError as e:
+            raise RuntimeErr(str(e)) from None
         if console_socket:
             from runc_py.container import console
 

@@ -304,3 +304,28 @@ def test_delete_force_clears_a_half_created_container(rt: Runtime) -> None:
     assert rt("delete", "--force", "half").returncode == 0
     assert not (rt.root / "half").exists()
     assert rt("run", "--bundle", str(bundle), "half").returncode == 0
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_device_rules_hold_on_cgroup_v1_and_v2(rt: Runtime, version: str) -> None:
+    """Even with CAP_MKNOD, a container opens only the devices its rules allow: on v1 through
+    devices.deny/allow, on v2 through the eBPF program runc-py attaches to its cgroup."""
+    if version == "2" and not any(
+        Path(p, "cgroup.controllers").exists() for p in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
+    ):
+        pytest.skip("no cgroup2 hierarchy mounted here")
+    cid = f"devices-v{version}"
+    caps = {k: ["CAP_MKNOD", "CAP_DAC_OVERRIDE"] for k in ("bounding", "effective", "permitted")}
+    probe = (
+        "cat /dev/null && echo null-ok; mknod /tmp/tun c 10 200 && echo mknod-ok; "
+        "(exec 3</tmp/tun) 2>/dev/null && echo tun-opened || echo tun-denied"
+    )
+    mounts = [
+        *default_spec()["mounts"],
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    bundle = rt.bundle(cid, ["sh", "-c", probe], **{"process.capabilities": caps, "mounts": mounts})
+    r = rt("run", "--bundle", str(bundle), cid, env=dict(rt.env, STACKLAB_CGROUP_VERSION=version))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["null-ok", "mknod-ok", "tun-denied"]
+    assert leftovers(rt, cid) == []
