@@ -51,37 +51,47 @@ def demo(args: argparse.Namespace) -> int:
     # The container's init is reparented to us once `runc-py create` exits, as it would be
     # to a shim: we can show it in pstree and reap it.
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-    with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
-        env = dict(os.environ, TRACEPARENT=root.traceparent)
-        pid_file = Path(paths.runtime_root()) / f"{cid}.pid"
-        print(f"$ runc-py create --bundle {bundle} --pid-file {pid_file} {cid}")
-        subprocess.run(
-            [*runc, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid],
-            env=env,
-            check=True,
-        )
-        pid = int(pid_file.read_text())
-        pid_file.unlink()
-        print(f"\nthe init, blocked on its exec fifo (pid {pid} on the host):")
-        print(_pstree(os.getpid()))
-        print(f"\n$ runc-py start {cid}     (the container prints:)")
-        subprocess.run([*runc, "start", cid], env=env, check=True)
-        for _ in range(200):
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
-                    break
-            except OSError:
-                break
-            time.sleep(0.01)
-        print("\nthe running container's process tree:")
-        print(_pstree(os.getpid()))
-        _, status = os.waitpid(pid, 0)
-        print(f"\ncontainer exited with status {os.waitstatus_to_exitcode(status)}")
-        print(f"$ runc-py delete {cid}")
-        subprocess.run([*runc, "delete", cid], env=env, check=True)
+    try:
+        with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
+            _demo_run(runc, bundle, cid, root.traceparent)
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"stacklab demo: {e}", file=sys.stderr)
+        return 1
+    finally:  # whatever happened, leave no container behind
+        subprocess.run([*runc, "delete", "--force", cid], capture_output=True, check=False)
     print(f"\nthe trace of this run ({paths.trace_file()}):")
     print(trace.show(root.context.trace_id))
     return 0
+
+
+def _demo_run(runc: list[str], bundle: Path, cid: str, traceparent: str) -> None:
+    env = dict(os.environ, TRACEPARENT=traceparent)
+    pid_file = Path(paths.runtime_root()) / f"{cid}.pid"
+    print(f"$ runc-py create --bundle {bundle} --pid-file {pid_file} {cid}")
+    subprocess.run(
+        [*runc, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid],
+        env=env,
+        check=True,
+    )
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    print(f"\nthe init, blocked on its exec fifo (pid {pid} on the host):")
+    print(_pstree(os.getpid()))
+    print(f"\n$ runc-py start {cid}     (the container prints:)")
+    subprocess.run([*runc, "start", cid], env=env, check=True)
+    for _ in range(200):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                break
+        except OSError:
+            break
+        time.sleep(0.01)
+    print("\nthe running container's process tree:")
+    print(_pstree(os.getpid()))
+    _, status = os.waitpid(pid, 0)
+    print(f"\ncontainer exited with status {os.waitstatus_to_exitcode(status)}")
+    print(f"$ runc-py delete {cid}")
+    subprocess.run([*runc, "delete", cid], env=env, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,7 +67,7 @@ class V1Manager:
             for s in sopts:
                 if s in known or s.startswith("name="):
                     base = own.get(s, "/")
-                    if root != "/" and base.startswith(root):  # our cgroup as seen in the mount
+                    if root != "/" and (base + "/").startswith(root + "/"):  # as the mount sees it
                         base = base[len(root) :]
                     paths[s] = mnt + (path if absolute else base.rstrip("/") + path)
                     mounts[s] = mnt
