@@ -36,8 +36,8 @@ fi
 # compat mode puts the checkout on sys.path with a plain .pth line: no import hook that every
 # runc-py start would pay for.
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
-# pip writes the launcher's shebang without its -S (see bin/runc-py): put it back.
-sed -i '1s|^#!\(.*python[0-9.]*\)$|#!\1 -S|' .venv/bin/runc-py
+# pip writes the launcher's shebang without its flags (see bin/runc-py): put them back.
+sed -i '1s|^#!\(.*python[0-9.]*\)$|#!\1 -IS|' .venv/bin/runc-py
 # Byte-compile now: runc-py and the shim start on every container operation, and a machine
 # with PYTHONDONTWRITEBYTECODE set would otherwise recompile every module on every start.
 .venv/bin/python -m compileall -q -j 0 runc_py stacklab engine containerd_py shim cri >/dev/null
