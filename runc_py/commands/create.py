@@ -11,6 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from runc_py.container.state import State
+
 USAGE = "[command options] <container-id>"
 FLAGS = [
     Flag("bundle", "str", aliases=("b",), default="."),
@@ -22,15 +24,21 @@ FLAGS = [
 ]
 
 
-def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
-    create(
+def create_from(ctx: Context, opts: dict[str, Any], cid: str, **more: Any) -> State:
+    """`create` with these flags (shared with `run`, which has them all too)."""
+    return create(
         ctx.root,
-        container_id(pos),
+        cid,
         opts["bundle"],
         pid_file=opts["pid-file"],
         console_socket=opts["console-socket"],
         no_pivot=opts["no-pivot"],
         new_keyring=not opts["no-new-keyring"],
         preserve_fds=preserved(opts),
+        **more,
     )
+
+
+def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
+    create_from(ctx, opts, container_id(pos))
     return 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from runc_py.cli import Context
-from runc_py.commands import container_id, preserved
+from runc_py.commands import container_id
 from runc_py.commands.create import FLAGS as CREATE_FLAGS
+from runc_py.commands.create import create_from
 from runc_py.container import wait
-from runc_py.container.create import create, load_spec
+from runc_py.container.create import load_spec
 from runc_py.container.destroy import destroy
 from runc_py.container.start import start
 from runc_py.flags import Flag
@@ -35,17 +36,8 @@ def run(ctx: Context, opts: dict[str, Any], pos: list[str]) -> int:
 
         relay = Relay()
     try:
-        st = create(
-            ctx.root,
-            cid,
-            opts["bundle"],
-            pid_file=opts["pid-file"],
-            console_socket=opts["console-socket"],
-            no_pivot=opts["no-pivot"],
-            new_keyring=not opts["no-new-keyring"],
-            preserve_fds=preserved(opts),
-            detach=opts["detach"],
-            console_fd=relay.theirs if relay else None,
+        st = create_from(
+            ctx, opts, cid, detach=opts["detach"], console_fd=relay.theirs if relay else None
         )
         try:
             if not opts["detach"]:
