@@ -1,0 +1,1 @@
+"""The runc shim's own types."""

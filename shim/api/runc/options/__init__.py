@@ -1,0 +1,1 @@
+"""containerd.runc.v1 (oci.proto): Options, CheckpointOptions, ProcessDetails."""

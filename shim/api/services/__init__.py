@@ -1,0 +1,1 @@
+"""containerd's services, as far as a shim calls them."""

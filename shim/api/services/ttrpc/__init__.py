@@ -1,0 +1,1 @@
+"""containerd's ttrpc services (served on its ttrpc socket, for shims)."""

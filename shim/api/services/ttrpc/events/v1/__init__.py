@@ -1,0 +1,1 @@
+"""containerd.services.events.ttrpc.v1 (events.proto): Events.Forward, Envelope."""

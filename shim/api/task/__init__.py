@@ -1,0 +1,1 @@
+"""The shim v2 task API."""

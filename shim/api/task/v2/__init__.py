@@ -1,0 +1,1 @@
+"""containerd.task.v2 (shim.proto): the Task service and its messages."""

@@ -1,0 +1,1 @@
+"""containerd.types and containerd.v1.types: mounts, process status, process info."""

@@ -1,0 +1,1 @@
+"""containerd.v1.types (task.proto): Status, Process, ProcessInfo."""
