@@ -62,6 +62,13 @@ disabled_plugins = [
 """
 
 
+def containerd_env() -> dict[str, str]:
+    """containerd's environment: ours, with the venv's bin first on PATH, where containerd finds
+    our shim (`containerd-shim-runpy-v2` for runtime io.containerd.runpy.v2)."""
+    venv_bin = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+
+
 def missing() -> str | None:
     """Why a real containerd cannot run here, or None."""
     if os.geteuid() != 0:
@@ -157,6 +164,13 @@ class Containerd:
     def log_tail(self, lines: int = 40) -> str:
         path = self.dir / "containerd.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def restart(self, timeout: float = 20) -> None:
+        """SIGKILL containerd and start it again on the same config: its shims live on."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = _spawn(self.dir / "config.toml", self.dir / "containerd.log")
+        _wait_ready(self, timeout)
 
     # -- leftovers and cleanup ---------------------------------------------------------------
 
@@ -299,6 +313,18 @@ def _wait_ready(cd: Containerd, timeout: float) -> None:
     raise RuntimeError(f"containerd did not answer on {cd.socket} in {timeout}s:\n{cd.log_tail()}")
 
 
+def _spawn(config: Path, log: Path) -> "subprocess.Popen[bytes]":
+    with open(log, "ab") as logf:
+        return subprocess.Popen(
+            ["containerd", "--config", str(config)],
+            env=containerd_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @contextlib.contextmanager
 def start_containerd(
     namespace: str | None = None, extra_config: str = "", timeout: float = 20
@@ -310,14 +336,7 @@ def start_containerd(
     (tmp / "fifo").mkdir()
     config = tmp / "config.toml"
     config.write_text(CONFIG.format(dir=tmp) + extra_config)
-    with open(tmp / "containerd.log", "wb") as logf:
-        proc = subprocess.Popen(
-            ["containerd", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _spawn(config, tmp / "containerd.log")
     image = testimage.build_image_layout(tmp / "layout")
     cd = Containerd(tmp, namespace or f"stacklab-test-{os.getpid()}", image.ref, proc)
     try:

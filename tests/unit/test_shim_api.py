@@ -16,13 +16,16 @@ from google.protobuf import any_pb2, descriptor, empty_pb2, message, timestamp_p
 from shim.api import typeurl
 from shim.api.events import task_pb2 as events_pb2
 from shim.api.runc.options import oci_pb2
+from shim.api.runtimeoptions.v1 import api_pb2 as runtimeoptions_pb2
 from shim.api.services.ttrpc.events.v1 import events_pb2 as ttrpc_events_pb2
 from shim.api.task.v2 import shim_pb2
 from shim.api.types import mount_pb2
 from shim.api.types.task import task_pb2
 from stacklab import protogen
 
-MODULES = [events_pb2, oci_pb2, ttrpc_events_pb2, shim_pb2, mount_pb2, task_pb2]
+MODULES = [
+    events_pb2, oci_pb2, runtimeoptions_pb2, ttrpc_events_pb2, shim_pb2, mount_pb2, task_pb2,
+]  # fmt: skip
 
 REAL_MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
     "containerd.events.TaskCreate": {
@@ -108,6 +111,7 @@ REAL_MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
         "criu_image_path": (10, "string"),
         "criu_work_path": (11, "string"),
     },
+    "runtimeoptions.v1.Options": {"type_url": (1, "string"), "config_path": (2, "string")},
     "containerd.runc.v1.CheckpointOptions": {
         "exit": (1, "bool"),
         "open_tcp": (2, "bool"),
@@ -259,7 +263,7 @@ SHIM_TASK_METHODS = [
 
 def test_committed_stubs_are_what_protogen_generates(tmp_path: str) -> None:
     protos = protogen.find_protos(os.path.join("shim", "api"))
-    assert len(protos) == 6, protos
+    assert len(protos) == 8, protos
     written = protogen.generate(protos, str(tmp_path))
     assert len(written) == 2 * len(protos)
     for rel in written:
@@ -347,6 +351,7 @@ def test_services_have_containerds_methods() -> None:
         (events_pb2.TaskExit, "containerd.events.TaskExit"),
         (events_pb2.TaskOOM, "containerd.events.TaskOOM"),
         (oci_pb2.Options, "containerd.runc.v1.Options"),
+        (runtimeoptions_pb2.Options, "runtimeoptions.v1.Options"),
         (ttrpc_events_pb2.Envelope, "containerd.services.events.ttrpc.v1.Envelope"),
     ],
 )

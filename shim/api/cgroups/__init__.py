@@ -1,0 +1,1 @@
+"""containerd/cgroups' metrics: what a runc-style shim's Stats answers with."""

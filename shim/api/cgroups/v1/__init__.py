@@ -1,0 +1,1 @@
+"""io.containerd.cgroups.v1 (metrics.proto): the cgroup v1 Metrics in StatsResponse.stats."""

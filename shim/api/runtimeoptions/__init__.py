@@ -1,0 +1,1 @@
+"""runtimeoptions: the generic runtime options any shim may be given."""

@@ -1,0 +1,69 @@
+"""Publish the task events (/tasks/create, /tasks/start, /tasks/exit, /tasks/delete, ...) to
+containerd, like the shim package's publisher in containerd (runtime/v2/shim/publisher.go, and
+before it the `-publish-binary` exec in shim.go): here by running
+`<publish-binary> --address <containerd> publish --topic T --namespace NS` with the event, a
+protobuf Any, on stdin — what cmd/containerd/command/publish.go reads.
+
+Events go out in order from one thread, so /tasks/exit always precedes /tasks/delete.
+"""
+
+import queue
+import subprocess
+import sys
+import threading
+
+from google.protobuf import message
+
+from shim.api import typeurl
+from shim.reaper import Reaper, wait_child
+
+
+class Publisher:
+    def __init__(
+        self, binary: str, address: str, namespace: str, reaper: Reaper | None = None
+    ) -> None:
+        self.reaper = reaper
+        self.binary = binary
+        self.address = address
+        self.namespace = namespace
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, topic: str, event: message.Message) -> None:
+        self._queue.put((topic, typeurl.marshal_any(event).SerializeToString()))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def argv(self, topic: str) -> list[str]:
+        return [self.binary, "--address", self.address, "publish", "--topic", topic,
+                "--namespace", self.namespace]  # fmt: skip
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            topic, data = item
+            if not self.binary:
+                continue
+            try:
+                self.send(topic, data)
+            except Exception as err:  # an event lost is logged, never fatal to the shim
+                print(f"shim: publish {topic}: {err}", file=sys.stderr, flush=True)
+
+    def send(self, topic: str, data: bytes) -> None:
+        proc = subprocess.Popen(
+            self.argv(topic),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.write(data)
+        proc.stdin.close()
+        err = proc.stderr.read()
+        proc.stderr.close()
+        status = wait_child(proc, self.reaper)
+        if status != 0:
+            raise OSError(f"{self.binary} publish exited {status}: {err.decode().strip()}")
