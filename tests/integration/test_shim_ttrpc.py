@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -158,6 +160,13 @@ def test_shim_over_ttrpc(root: Path) -> None:
             with pytest.raises(TTRPCError) as err:
                 client.call(TASK, "State", b"\xff\xff\xff", 5)
             assert err.value.code == Code.INVALID_ARGUMENT
+            # Raw bytes from another client: a frame over 4 MiB, then no frame at all.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+                raw.connect(path)
+                raw.sendall(struct.pack(">IIBB", (4 << 20) + 1, 1, 1, 0) + b"x" * ((4 << 20) + 1))
+                raw.sendall(b"garbage that is not a frame at all")
+            state = api.StateResponse.FromString(call("State", api.StateRequest(id=cid)))
+            assert state.exit_status == 3  # still serving
 
             deleted = api.DeleteResponse.FromString(call("Delete", api.DeleteRequest(id=cid)))
             assert (deleted.pid, deleted.exit_status) == (pid, 3)

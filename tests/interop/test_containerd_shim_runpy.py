@@ -5,6 +5,7 @@ with runc-py underneath."""
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -142,17 +143,27 @@ TRAP_TERM = "trap 'exit 7' TERM; while :; do sleep 0.1; done"
 
 
 def test_containerd_restart(cd: Containerd) -> None:
-    """SIGKILL containerd while our shims hold two tasks: the new containerd reconnects through
-    each bundle's `address` file, finds both RUNNING under the same shims, and can kill them;
-    exit statuses come through."""
-    cds = ("runpy-restart-a", "runpy-restart-b")
+    """SIGKILL containerd while our shims hold three tasks: they keep running, every shim is
+    a child of init (or a subreaper), never of containerd, and each container's pid 1 is its
+    shim's child; the new containerd reconnects through each bundle's `address` file, finds
+    them RUNNING under the same shims, and can kill them; exit statuses come through."""
+    cds = ("runpy-restart-a", "runpy-restart-b", "runpy-restart-c")
     assert cd.ctr(*run_args(cd, cds[0], "sleep", "1000", flags=("-d",))).returncode == 0
     assert cd.ctr(*run_args(cd, cds[1], "sh", "-c", TRAP_TERM, flags=("-d",))).returncode == 0
+    assert cd.ctr(*run_args(cd, cds[2], "sleep", "1000", flags=("-d",))).returncode == 0
     try:
         rows = cd.task_rows()
         shims = {cid: parent(rows[cid][0]) for cid in cds}
+        assert len(set(shims.values())) == 3  # one shim per container
+        old = cd.proc.pid
         cd.restart()
-        assert cd.tasks() == {cds[0]: "RUNNING", cds[1]: "RUNNING"}
+        tree = subprocess.run(["pstree", "-p"], capture_output=True, text=True).stdout
+        for cid, shim in shims.items():
+            assert Path(f"/proc/{shim}/comm").read_text().strip() == "containerd-shim", cid
+            assert parent(shim) not in (old, cd.proc.pid), (cid, tree)
+            assert parent(shim) == 1 or is_subreaper(parent(shim)), (cid, tree)
+            assert parent(rows[cid][0]) == shim, (cid, tree)  # pid 1 of the container
+        assert cd.tasks() == dict.fromkeys(cds, "RUNNING")
         assert {cid: parent(cd.task_rows()[cid][0]) for cid in cds} == shims
         assert cd.ctr("task", "kill", "-s", "KILL", cds[0]).returncode == 0
         assert cd.ctr("task", "kill", "-s", "TERM", cds[1]).returncode == 0
@@ -160,6 +171,7 @@ def test_containerd_restart(cd: Containerd) -> None:
         assert cd.wait_status(cds[1], "STOPPED") == "STOPPED"
         assert "137" in cd.ctr("task", "rm", cds[0]).stderr
         assert "code 7" in cd.ctr("task", "rm", cds[1]).stderr
+        assert cd.ctr("task", "rm", "-f", cds[2]).returncode == 0
     finally:
         cd.reset()
 
