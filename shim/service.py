@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from google.protobuf import any_pb2, timestamp_pb2
 
-from shim import mount, stdio
+from shim import mount, oom, stdio
 from shim.api import typeurl
 from shim.api.events import task_pb2 as events
 from shim.api.runc.options import oci_pb2
@@ -269,6 +269,12 @@ class Service:
                 ),
                 checkpoint=req.checkpoint,
                 pid=pid,
+            ),
+        )
+        oom.watch(
+            pid,
+            lambda: self.publisher.publish(
+                "/tasks/oom", events.TaskOOM(container_id=self.container_id)
             ),
         )
         return api.CreateTaskResponse(pid=pid).SerializeToString()

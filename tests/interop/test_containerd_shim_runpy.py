@@ -233,3 +233,25 @@ def test_metrics(cd: Containerd) -> None:
         assert int(values["memory.usage_in_bytes"]) > 0, out.stdout
     finally:
         cd.reset()
+
+
+def test_oom_event(cd: Containerd) -> None:
+    """A container over its memory limit meets the OOM killer, and the shim says so:
+    `ctr events` shows /tasks/oom for it (cgroup v1 hosts)."""
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        pytest.skip("cgroup v2 host: our shim watches for OOM on cgroup v1 only")
+    cid = "runpy-oom"
+    events = subprocess.Popen(
+        cd.command("events"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        hog = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+        flags = ("--rm", "--memory-limit", str(16 << 20))
+        proc = cd.ctr(*run_args(cd, cid, "sh", "-c", hog, flags=flags), timeout=60)
+        assert "survived" not in proc.stdout
+        time.sleep(0.5)  # events reach `ctr events` through containerd
+    finally:
+        events.terminate()
+        out = events.communicate(timeout=10)[0]
+    oom = [line for line in out.splitlines() if "/tasks/oom" in line]
+    assert oom and cid in oom[0], out
