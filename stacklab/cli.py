@@ -36,8 +36,14 @@ def _pstree(pid: int) -> str:
         return "(pstree not installed: apt-get install psmisc)"
 
 
+def _become_subreaper() -> None:
+    import ctypes
+
+    pr_set_child_subreaper = 36  # linux/prctl.h
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
 def demo(args: argparse.Namespace) -> int:
-    from runc_py.linux import libc
     from stacklab.testimage import build_bundle
 
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # interleave with children
@@ -50,7 +56,7 @@ def demo(args: argparse.Namespace) -> int:
     runc = [_runc_py(), "--root", paths.runc_root()]
     # The container's init is reparented to us once `runc-py create` exits, as it would be
     # to a shim: we can show it in pstree and reap it.
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    _become_subreaper()
     try:
         with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
             _demo_run(runc, bundle, cid, root.traceparent)

@@ -197,3 +197,25 @@ def leftovers(token: str, paths: list[Path]) -> list[str]:
             if token in d:
                 found.append(f"cgroup {dirpath}/{d}")
     return found
+
+
+@contextmanager
+def module_bundles(token: str, tidy: Callable[[], None] = lambda: None) -> Iterator[Bundles]:
+    """One busybox rootfs for a test module (each test writes its own config.json). On the way
+    out, whatever the module's containers left behind fails it — after a few seconds' grace,
+    since a killed init is reaped by pid 1 only when it gets to it; `tidy` runs before each
+    look (e.g. to remove what the reference runtime leaves by design)."""
+    directory = Path(tempfile.mkdtemp(prefix=f"{token}-"))
+    try:
+        yield Bundles(directory)
+    finally:
+        deadline = time.monotonic() + 5
+        while True:
+            tidy()
+            left = leftovers(token, [directory])
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if not any(item.startswith("mount ") for item in left):
+            shutil.rmtree(directory, ignore_errors=True)
+        assert not left, f"left behind: {left}"

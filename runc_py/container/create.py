@@ -13,9 +13,8 @@ from runc_py.container import namespaces as ns
 from runc_py.container.destroy import SIGKILL, remove_dir
 from runc_py.container.plan import Plan
 from runc_py.container.state import EXEC_FIFO, State, proc_start_time, validate_id
-from runc_py.container.sync import Channel
+from runc_py.container.sync import Channel, fork_stage
 from runc_py.errors import RuntimeErr
-from runc_py.linux import libc
 from stacklab import jsonfast
 
 TYPE_CHECKING = False
@@ -202,33 +201,20 @@ def create(
 
             console_fd = console.connect(console_socket)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        # The init is reparented to us when stage 1 exits, so a failure can still be reaped;
-        # once we exit, it moves on to our own subreaper (the shim), as runc's does.
-        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-        parent, child = Channel.pair()
-        stage1 = os.fork()
-        if stage1 == 0:
-            try:  # nothing may unwind from here into our own error handling
-                parent.close()
-                _stage1(
-                    child,
-                    Plan(
-                        id=cid,
-                        bundle=bundle,
-                        rootfs=rootfs,
-                        spec=spec,
-                        fifo_fd=fifo_fd,
-                        console_fd=console_fd,
-                        no_pivot=no_pivot,
-                        new_keyring=new_keyring,
-                        preserve_fds=preserve_fds,
-                        namespaces=nss,
-                        cgroup=manager,
-                    ),
-                )
-            finally:
-                os._exit(1)
-        child.close()
+        plan = Plan(
+            id=cid,
+            bundle=bundle,
+            rootfs=rootfs,
+            spec=spec,
+            fifo_fd=fifo_fd,
+            console_fd=console_fd,
+            no_pivot=no_pivot,
+            new_keyring=new_keyring,
+            preserve_fds=preserve_fds,
+            namespaces=nss,
+            cgroup=manager,
+        )
+        stage1, parent = fork_stage(lambda ch: _stage1(ch, plan))
         try:
             msg = parent.recv()
             if msg["t"] == "userns":

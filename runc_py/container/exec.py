@@ -12,7 +12,7 @@ from runc_py.container import namespaces as ns
 from runc_py.container.create import write_pid_file
 from runc_py.container.destroy import SIGKILL
 from runc_py.container.state import State
-from runc_py.container.sync import Channel
+from runc_py.container.sync import Channel, fork_stage
 from runc_py.errors import RuntimeErr
 from runc_py.linux import libc
 
@@ -66,16 +66,7 @@ def execute(
         relay = Relay()  # in the foreground with no console socket, we are the terminal
         console_fd = relay.theirs
     process.preload(proc, st.seccomp, False)
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-    parent, child = Channel.pair()
-    stage1 = os.fork()
-    if stage1 == 0:
-        try:  # nothing may unwind from here into our own error handling
-            parent.close()
-            _stage1(child, st, nss, proc, console_fd, preserve_fds)
-        finally:
-            os._exit(1)
-    child.close()
+    stage1, parent = fork_stage(lambda ch: _stage1(ch, st, nss, proc, console_fd, preserve_fds))
     pid = 0
     try:
         try:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 
 from runc_py.errors import RuntimeErr
+from runc_py.linux import libc
 from stacklab import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -57,3 +59,22 @@ class Channel:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def fork_stage(stage: Callable[[Channel], object]) -> tuple[int, Channel]:
+    """Fork `stage` with a channel to it: (its pid, our end). We become a subreaper first, so
+    that what it forks in turn (the init, the exec'd process) is reparented to us when it
+    exits and can be reaped on failure; once we exit it moves on to our own subreaper (the
+    shim), as runc's does. The child never returns: nothing may unwind from it into our own
+    error handling."""
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    parent, child = Channel.pair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.close()
+            stage(child)
+        finally:
+            os._exit(1)
+    child.close()
+    return pid, parent

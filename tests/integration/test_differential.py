@@ -18,11 +18,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +33,7 @@ from tests.runtimes import (
     Spec,
     candidate_binary,
     error_message,
-    leftovers,
+    module_bundles,
     reference_binary,
     runtime_pair,
 )
@@ -59,17 +56,8 @@ Result = subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def bundles() -> Iterator[Bundles]:
-    """One busybox rootfs for the whole module; each test writes its own config.json."""
-    directory = Path(tempfile.mkdtemp(prefix=f"{TOKEN}-"))
-    try:
-        yield Bundles(directory)
-    finally:
-        deadline = time.monotonic() + 5
-        while (left := leftovers(TOKEN, [directory])) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not any(item.startswith("mount ") for item in left):
-            shutil.rmtree(directory, ignore_errors=True)
-        assert not left, f"the differential tests left things behind: {left}"
+    with module_bundles(TOKEN) as bundles:
+        yield bundles
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from tests.runtimes import (
     Spec,
     chrooted,
     error_message,
-    leftovers,
+    module_bundles,
     reference_binary,
 )
 
@@ -114,25 +114,18 @@ def runc_py_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bundles() -> Iterator[Bundles]:
-    directory = Path(tempfile.mkdtemp(prefix=f"{TOKEN}-"))
+    def tidy() -> None:
+        for parent in [*CGROUP.glob(f"*/{TOKEN}"), *CGROUP.glob(f"*/*/{TOKEN}")]:
+            try:
+                parent.rmdir()  # runc leaves the parents of its cgroups (runc-py does not)
+            except OSError:
+                pass
+
     try:
-        yield Bundles(directory)
+        with module_bundles(TOKEN, tidy) as bundles:
+            yield bundles
     finally:
-        deadline = time.monotonic() + 5
-        while True:
-            for parent in [*CGROUP.glob(f"*/{TOKEN}"), *CGROUP.glob(f"*/*/{TOKEN}")]:
-                try:
-                    parent.rmdir()  # runc leaves the parents of its cgroups (runc-py does not)
-                except OSError:
-                    pass
-            left = leftovers(TOKEN, [directory])
-            if not left or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        if not any(item.startswith("mount ") for item in left):
-            shutil.rmtree(directory, ignore_errors=True)
         shutil.rmtree(f"/tmp/{TOKEN}-stack", ignore_errors=True)
-        assert not left, f"left behind: {left}"
 
 
 def _runtime(name: str, binary: str, env: dict[str, str] | None) -> Rt:
