@@ -1,0 +1,1 @@
+"""containerd.services.*.v1: one package per gRPC service."""

@@ -1,0 +1,1 @@
+"""containerd.services.containers.v1: the .proto and its generated stubs."""

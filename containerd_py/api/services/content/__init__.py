@@ -1,0 +1,1 @@
+"""containerd.services.content.v1."""

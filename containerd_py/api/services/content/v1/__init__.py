@@ -1,0 +1,1 @@
+"""containerd.services.content.v1: the .proto and its generated stubs."""

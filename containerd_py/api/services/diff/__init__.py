@@ -1,0 +1,1 @@
+"""containerd.services.diff.v1."""

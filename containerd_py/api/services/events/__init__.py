@@ -1,0 +1,1 @@
+"""containerd.services.events.v1."""

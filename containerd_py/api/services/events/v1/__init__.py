@@ -1,0 +1,1 @@
+"""containerd.services.events.v1: the .proto and its generated stubs."""

@@ -1,0 +1,1 @@
+"""containerd.services.images.v1."""

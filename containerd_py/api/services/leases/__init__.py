@@ -1,0 +1,1 @@
+"""containerd.services.leases.v1."""

@@ -1,0 +1,1 @@
+"""containerd.services.snapshots.v1: the .proto and its generated stubs."""

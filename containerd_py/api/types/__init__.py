@@ -1,0 +1,1 @@
+"""containerd.types: descriptors, platforms and metrics shared by the services."""
