@@ -67,6 +67,15 @@ def _image_name(desc: Descriptor, base_name: str) -> str | None:
     return f"{base_name}:{ref_name}" if base_name else None
 
 
+def _open_tar(archive: str | IO[bytes]) -> tarfile.TarFile:
+    try:
+        if isinstance(archive, str):
+            return tarfile.open(archive)
+        return tarfile.open(fileobj=archive)
+    except tarfile.TarError as e:
+        raise InvalidArgument(f"not an image archive: {e}") from None
+
+
 def import_archive(
     client: Client,
     archive: str | IO[bytes],
@@ -77,10 +86,7 @@ def import_archive(
 ) -> list[images_pb2.Image]:
     """Load every image of an OCI or docker-save tar into the client's namespace."""
     matcher = platforms.only(platforms.parse(platform)) if platform else platforms.default()
-    with tarfile.open(
-        archive if isinstance(archive, str) else None,
-        fileobj=None if isinstance(archive, str) else archive,
-    ) as tar:
+    with _open_tar(archive) as tar:
         names = set(tar.getnames())
         with client.temporary_lease() as leased:
             if "index.json" in names:

@@ -22,7 +22,7 @@ from containerd_py.api.services.namespaces.v1 import namespace_pb2
 from containerd_py.api.services.snapshots.v1 import snapshots_pb2
 from containerd_py.api.services.version.v1 import version_pb2
 from containerd_py.api.types import descriptor_pb2
-from containerd_py.client.services import Stub, error_from
+from containerd_py.client.services import Stream, Stub, error_from
 from containerd_py.errdefs import AlreadyExists, FailedPrecondition, NotFound
 from shim.api.types import mount_pb2
 from stacklab import paths
@@ -183,7 +183,12 @@ class Client:
         """Write a blob through Content.Write, resuming an interrupted ingest of the same ref
         (its data is kept, as containerd keeps it, and skipped in `chunks`). Returns the
         digest; a blob that already exists is not an error (it is returned as is)."""
-        writer = ContentWriter(self.content, ref, total, expected)
+        try:
+            writer = ContentWriter(self.content, ref, total, expected)
+        except AlreadyExists:
+            if expected:
+                return expected  # and the server added it to our lease, if we hold one
+            raise
         try:
             offset = writer.offset
             skip = offset
@@ -298,8 +303,10 @@ class Client:
         response = self.version.Version(empty_pb2.Empty())
         return response.version, response.revision
 
-    def subscribe(self, *filters: str) -> Iterator[events_pb2.Envelope]:
-        return self.events.Subscribe(events_pb2.SubscribeRequest(filters=filters))  # type: ignore[no-any-return]
+    def subscribe(self, *filters: str) -> Stream:
+        """Events matching any of `filters` as they happen: iterate, then `cancel()`."""
+        stream: Stream = self.events.Subscribe(events_pb2.SubscribeRequest(filters=filters))
+        return stream
 
 
 class ContentWriter:
@@ -309,7 +316,7 @@ class ContentWriter:
 
     def __init__(self, content: Stub, ref: str, total: int, expected: str) -> None:
         self._requests: queue.Queue[object] = queue.Queue()
-        self._responses = content.Write(self._iterate())
+        self._responses = iter(content.Write(self._iterate()))
         self._lock = threading.Lock()
         self.ref = ref
         status = self._send(

@@ -61,11 +61,8 @@ class Stub:
 
         if streaming:
 
-            def stream(request: Any, timeout: float | None = None) -> Iterator[Any]:
-                try:
-                    yield from fn(request, metadata=metadata(), timeout=timeout)
-                except grpc.RpcError as e:
-                    raise error_from(e) from None
+            def stream(request: Any, timeout: float | None = None) -> Stream:
+                return Stream(fn(request, metadata=metadata(), timeout=timeout))
 
             return stream
 
@@ -76,3 +73,22 @@ class Stub:
                 raise error_from(e) from None
 
         return unary
+
+
+class Stream:
+    """A server stream: iterate it for the responses; `cancel()` ends it (iteration then
+    stops quietly), as cancelling the context of a Go client's stream does."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._call
+        except grpc.RpcError as e:
+            if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise error_from(e) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from containerd_py import filters
 from containerd_py.errdefs import AlreadyExists, InvalidArgument, NotFound, NotImplemented_
 from containerd_py.metadata.db import DB, dump_labels, load_labels, now_ns
-from containerd_py.metadata.identifiers import validate
 from containerd_py.metadata.labels import validate as validate_labels
 from containerd_py.metadata.namespaces import ensure
 
@@ -45,7 +44,9 @@ class Leases:
         self.db = db
 
     def create(self, ns: str, lease_id: str, labels: Mapping[str, str]) -> Lease:
-        validate(lease_id)
+        # Unlike namespaces, lease ids are free-form (the Go client makes them from base64).
+        if not lease_id:
+            raise InvalidArgument("lease id must be provided")
         validate_labels(labels)
         with self.db.tx() as cur:
             ensure(cur, ns)

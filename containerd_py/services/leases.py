@@ -1,7 +1,5 @@
 """containerd.services.leases.v1.Leases."""
 
-import uuid
-
 from google.protobuf import empty_pb2
 
 from containerd_py.api.services.leases.v1 import leases_pb2 as api
@@ -21,9 +19,7 @@ class LeasesService:
         self.collector = collector
 
     def Create(self, request: api.CreateRequest, call: Call) -> api.CreateResponse:
-        # containerd's server does not invent ids; its client does. Be kind to raw callers.
-        lease_id = request.id or uuid.uuid4().hex
-        lease = self.leases.create(call.namespace, lease_id, dict(request.labels))
+        lease = self.leases.create(call.namespace, request.id, dict(request.labels))
         return api.CreateResponse(lease=lease_to_proto(lease))
 
     def Delete(self, request: api.DeleteRequest, call: Call) -> empty_pb2.Empty:

@@ -4,14 +4,20 @@ and snapshots."""
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from containerd_py_daemon import ContainerdPy, start_containerd_py
 
+from containerd_py.api.services.namespaces.v1 import namespace_pb2
+from containerd_py.errdefs import NotFound
 from stacklab import testimage
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
@@ -67,9 +73,6 @@ def test_namespaces(cdpy: ContainerdPy) -> None:
     ok(cdpy.ctr("namespaces", "rm", "nstest"))
     assert "nstest" not in ok(cdpy.ctr("namespaces", "ls"))
     # ctr itself ignores NotFound on rm; the status is there for other clients
-    from containerd_py.api.services.namespaces.v1 import namespace_pb2
-    from containerd_py.errdefs import NotFound
-
     with cdpy.client() as client, pytest.raises(NotFound, match='namespace "nstest": not found'):
         client.namespaces.Delete(namespace_pb2.DeleteNamespaceRequest(name="nstest"))
 
@@ -195,3 +198,29 @@ def test_collection_keeps_roots_and_leased_content(cdpy: ContainerdPy) -> None:
     assert loose not in cdpy.blobs() and held not in cdpy.blobs()
     ok(cdpy.ctr("content", "rm", rooted, namespace=ns))
     assert rooted not in cdpy.blobs()
+
+
+def test_flags_alone_place_root_state_and_socket(tmp_path: Path) -> None:
+    """containerd's flags without a config file; SIGTERM stops it cleanly."""
+    binary = str(Path(sys.executable).parent / "containerd-py")
+    sock = tmp_path / "run" / "c.sock"
+    env = dict(os.environ, STACKLAB_ROOT=str(tmp_path / "stack"))
+    proc = subprocess.Popen(
+        [binary, "--root", str(tmp_path / "lib"), "--state", str(tmp_path / "run"),
+         "--address", str(sock), "--log-level", "warn"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        version = subprocess.run(
+            ["ctr", "-a", str(sock), "version"], capture_output=True, text=True, timeout=10
+        )
+        assert "v1.6.20-stacklab" in version.stdout, version.stderr
+        assert oct(sock.stat().st_mode & 0o777) == "0o660"
+        assert (tmp_path / "lib" / "io.containerd.content.v1.content").is_dir()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
