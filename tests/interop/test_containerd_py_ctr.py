@@ -3,6 +3,7 @@ namespaces, import/export, content, snapshots, leases, and image removal collect
 and snapshots."""
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -132,6 +133,15 @@ def test_snapshots_by_hand(
         (target / "hello").write_text("from the workshop\n")
     finally:
         subprocess.run(["umount", str(target)], check=True)
+    # Diff.Diff: the change against the parent, as a gzip'd OCI layer (and a blob)
+    diff = subprocess.run(
+        ["ctr", "-a", str(cdpy.socket), "-n", ns, "snapshots", "diff", "work"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert diff.returncode == 0, diff.stderr
+    with tarfile.open(fileobj=io.BytesIO(diff.stdout), mode="r:gz") as layer:
+        assert layer.getnames() == ["hello"]
+        assert layer.extractfile("hello").read() == b"from the workshop\n"  # type: ignore[union-attr]
     ok(cdpy.ctr("snapshots", "commit", "work-done", "work", namespace=ns))
     kinds = {r[0]: (r[1], r[-1]) for r in rows(ok(cdpy.ctr("snapshots", "ls", namespace=ns)))}
     assert kinds["work-done"] == (base, "Committed")
