@@ -7,7 +7,7 @@ import tempfile
 from containerd_py.api.services.diff.v1 import diff_pb2 as api
 from containerd_py.api.types import descriptor_pb2
 from containerd_py.diff import apply_to_mounts, diff_mounts
-from containerd_py.errdefs import InvalidArgument
+from containerd_py.errdefs import AlreadyExists, InvalidArgument
 from containerd_py.metadata.content import Content
 from containerd_py.rpc import Call
 from containerd_py.services.convert import mounts_from_proto
@@ -44,7 +44,7 @@ class DiffService:
         ref = request.ref or f"diff-{os.urandom(8).hex()}"
         os.makedirs(self.tmp_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=self.tmp_dir) as out:
-            diff_mounts(
+            uncompressed = diff_mounts(
                 mounts_from_proto(list(request.left)),
                 mounts_from_proto(list(request.right)),
                 out,
@@ -56,7 +56,13 @@ class DiffService:
                 writer.truncate(0)
                 while chunk := out.read(1 << 20):
                     writer.write(chunk)
-                digest = writer.commit(0, "", dict(request.labels))
+                labels = dict(request.labels)
+                if media_type != UNCOMPRESSED:
+                    labels[UNCOMPRESSED_LABEL] = uncompressed.digest  # as containerd labels it
+                try:
+                    digest = writer.commit(0, "", labels)
+                except AlreadyExists:
+                    digest = writer.digest()  # the same change was diffed before
                 size = out.tell()
             finally:
                 writer.close()
