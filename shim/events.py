@@ -50,7 +50,10 @@ class Publisher:
             try:
                 self.send(topic, data)
             except Exception as err:  # an event lost is logged, never fatal to the shim
-                print(f"shim: publish {topic}: {err}", file=sys.stderr, flush=True)
+                try:
+                    print(f"shim: publish {topic}: {err}", file=sys.stderr, flush=True)
+                except OSError:
+                    pass  # stderr is containerd's log fifo, and containerd is gone
 
     def send(self, topic: str, data: bytes) -> None:
         proc = subprocess.Popen(

@@ -16,6 +16,7 @@ Whiteouts (`.wh.NAME`, and `.wh..wh..opq` for an opaque directory) either delete
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -24,9 +25,9 @@ import re
 import shutil
 import stat
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 from containerd_py.diff.compression import CHUNK, DecompressedStream, expected_compression
 from containerd_py.diff.readahead import DigestReader
@@ -125,6 +126,16 @@ class _DamagedArchive(tarfile.TarError):
     pass
 
 
+@contextlib.contextmanager
+def _strict(buf: bytes | bytearray) -> Iterator[None]:
+    try:
+        yield
+    except tarfile.HeaderError as e:
+        if not buf or buf == bytes(tarfile.BLOCKSIZE):
+            raise  # a clean end: no more bytes, or the zero block that ends a tar
+        raise _DamagedArchive(f"damaged tar header: {e}") from None
+
+
 class _StrictTarInfo(tarfile.TarInfo):
     """tarfile takes a bad checksum or a cut header after the first entry for the end of the
     archive, which would apply a truncated layer without a word; Go's archive/tar, and so
@@ -132,12 +143,15 @@ class _StrictTarInfo(tarfile.TarInfo):
 
     @classmethod
     def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-        try:
+        with _strict(buf):
             return super().frombuf(buf, encoding, errors)
-        except tarfile.HeaderError as e:
-            if not buf or buf == bytes(tarfile.BLOCKSIZE):
-                raise  # a clean end: no more bytes, or the zero block that ends a tar
-            raise _DamagedArchive(f"damaged tar header: {e}") from None
+
+    # Python's 2025 tarfile security fixes (3.12.10+, and Debian's 3.11.2-6+deb12u8+) parse
+    # headers here, bypassing frombuf.
+    @classmethod
+    def _frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str, **kw: Any) -> Self:
+        with _strict(buf):
+            return super()._frombuf(buf, encoding, errors, **kw)  # type: ignore[misc, no-any-return]
 
 
 class _LayerTarFile(tarfile.TarFile):
