@@ -38,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="containerd root directory")
     p.add_argument("--state", help="containerd state directory")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
+    commands = p.add_subparsers(dest="command", metavar="command")
+    publish = commands.add_parser(
+        "publish", prog="containerd-py publish", help="binary to publish events to containerd"
+    )
+    publish.add_argument("--namespace", default="", help="namespace to publish to")
+    publish.add_argument("--topic", default="", help="topic of the event")
     return p
 
 
@@ -65,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.state = args.state
     if args.address:
         cfg.address = args.address
+    if args.command == "publish":
+        from containerd_py import publish  # grpc and the events messages, not the daemon
+
+        return publish.main(cfg.address, args.topic, args.namespace)
     level = (args.log_level or cfg.debug_level).lower()
     if level not in LEVELS:
         print(f'containerd-py: not a valid log level "{level}"', file=sys.stderr)

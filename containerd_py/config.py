@@ -25,6 +25,9 @@ class Config:
     address: str = field(default_factory=paths.containerd_socket)
     uid: int = 0
     gid: int = 0
+    # `[ttrpc] address`, where shims forward events; empty: derived from the gRPC address
+    # once the flags are applied, as containerd does (see ttrpc_socket).
+    ttrpc_address: str = ""
     max_recv_message_size: int = 16 << 20  # containerd's defaults
     max_send_message_size: int = 16 << 20
     debug_level: str = "info"
@@ -36,6 +39,10 @@ class Config:
         `io.containerd.snapshotter.v1.overlayfs`)."""
         table = self.plugins.get(name, {})
         return table if isinstance(table, dict) else {}
+
+    def ttrpc_socket(self) -> str:
+        """The ttrpc socket: `[ttrpc] address`, else `<grpc address>.ttrpc`."""
+        return self.ttrpc_address or f"{self.address}.ttrpc"
 
     def enabled(self, plugin_id: str) -> bool:
         return plugin_id not in self.disabled_plugins
@@ -67,6 +74,7 @@ def load(path: str | None) -> Config:
     config.max_send_message_size = int(
         grpc.get("max_send_message_size", config.max_send_message_size)
     )
+    config.ttrpc_address = str(data.get("ttrpc", {}).get("address", ""))
     config.debug_level = str(data.get("debug", {}).get("level", config.debug_level))
     config.disabled_plugins = [str(p) for p in data.get("disabled_plugins", [])]
     config.plugins = dict(data.get("plugins", {}))

@@ -3,12 +3,15 @@ unix socket, assembled from the configuration the way containerd loads its plugi
 
 import logging
 import os
+import shutil
+import sys
 import threading
 import uuid
 from concurrent import futures
 
 import grpc
 
+from containerd_py.api.services.containers.v1 import containers_pb2
 from containerd_py.api.services.content.v1 import content_pb2
 from containerd_py.api.services.diff.v1 import diff_pb2
 from containerd_py.api.services.events.v1 import events_pb2
@@ -17,10 +20,13 @@ from containerd_py.api.services.introspection.v1 import introspection_pb2
 from containerd_py.api.services.leases.v1 import leases_pb2
 from containerd_py.api.services.namespaces.v1 import namespace_pb2
 from containerd_py.api.services.snapshots.v1 import snapshots_pb2
+from containerd_py.api.services.tasks.v1 import tasks_pb2
 from containerd_py.api.services.version.v1 import version_pb2
 from containerd_py.config import NATIVE, OVERLAYFS, Config
 from containerd_py.content.local import LocalStore
+from containerd_py.errdefs import NotFound
 from containerd_py.exchange import Exchange
+from containerd_py.metadata.containers import Containers
 from containerd_py.metadata.content import Content
 from containerd_py.metadata.db import DB
 from containerd_py.metadata.gc import Collector
@@ -29,6 +35,9 @@ from containerd_py.metadata.leases import Leases
 from containerd_py.metadata.namespaces import Namespaces
 from containerd_py.metadata.snapshots import NamespacedSnapshotter
 from containerd_py.rpc import bind
+from containerd_py.runtime.manager import TaskManager
+from containerd_py.runtime.shim import Launcher
+from containerd_py.services.containers import ContainersService
 from containerd_py.services.content import ContentService
 from containerd_py.services.diff import DiffService
 from containerd_py.services.events import EventsService
@@ -36,6 +45,7 @@ from containerd_py.services.images import ImagesService
 from containerd_py.services.leases import LeasesService
 from containerd_py.services.namespaces import NamespacesService
 from containerd_py.services.snapshots import SnapshotsService
+from containerd_py.services.tasks import TasksService
 from containerd_py.services.version import IntrospectionService, VersionService, host_platform
 from containerd_py.snapshots import (
     NativeSnapshotter,
@@ -43,11 +53,24 @@ from containerd_py.snapshots import (
     Snapshotter,
     overlay_supported,
 )
+from containerd_py.ttrpc_events import serve_events
 
 log = logging.getLogger("containerd-py")
 
 SNAPSHOTTER_TYPE = "io.containerd.snapshotter.v1"
-WORKERS = 64  # every Events.Subscribe holds one worker for as long as it listens
+TASK_PLUGIN = "io.containerd.runtime.v2.task"
+DEFAULT_RUNTIME = "io.containerd.runpy.v2"  # ours; `default_runtime` in the task plugin's table
+# Every Events.Subscribe and every Tasks.Wait holds a worker for as long as it lasts, and a
+# workshop may run dozens of containers at once.
+WORKERS = 512
+
+
+def publish_binary() -> str:
+    """Our own executable, which shims run as `<binary> publish` (containerd's -publish-binary)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "containerd-py")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("containerd-py") or os.path.abspath(sys.argv[0])
 
 
 def _uuid(root: str) -> str:
@@ -83,6 +106,16 @@ class Daemon:
             name: NamespacedSnapshotter(self.db, name, backend)
             for name, backend in self.backends.items()
         }
+        self.containers = Containers(self.db)
+        task_plugin = config.plugin(TASK_PLUGIN)
+        self.default_runtime = str(task_plugin.get("default_runtime") or DEFAULT_RUNTIME)
+        launcher = Launcher(
+            config.address,
+            config.ttrpc_socket(),
+            publish_binary(),
+            config.debug_level in ("debug", "trace"),
+        )
+        self.tasks = TaskManager(config.state, config.root, launcher, self.exchange)
         self._stopped = threading.Event()
         self.server: grpc.Server | None = None
 
@@ -129,7 +162,9 @@ class Daemon:
                     exports={"root": getattr(backend, "root", "")},
                 )
             )
+        plugins.append(P(type="io.containerd.runtime.v2", id="task", platforms=[host_platform()]))
         for service in (
+            "containers",
             "content",
             "diff",
             "events",
@@ -138,16 +173,26 @@ class Daemon:
             "leases",
             "namespaces",
             "snapshots",
+            "tasks",
             "version",
         ):
             plugins.append(P(type="io.containerd.grpc.v1", id=service))
         return plugins
 
     def recover(self) -> None:
-        """Start-up after any stop, clean or not: drop backend state no record names."""
+        """Start-up after any stop, clean or not: drop backend state no record names, then
+        reconnect to the shims that outlived us and clean up after the ones that did not."""
         for backend in self.backends.values():
             backend.cleanup()
         self.collector.collect()
+
+        def runtime_of(ns: str, id: str) -> str | None:
+            try:
+                return self.containers.get(ns, id).runtime.name or self.default_runtime
+            except NotFound:
+                return None
+
+        self.tasks.recover(runtime_of)
 
     def serve(self) -> None:
         config = self.config
@@ -174,6 +219,18 @@ class Daemon:
             ),
             (diff_pb2, "Diff", DiffService(self.content, os.path.join(config.state, "tmp"))),
             (events_pb2, "Events", EventsService(self.exchange)),
+            (
+                containers_pb2,
+                "Containers",
+                ContainersService(
+                    self.containers, self.exchange, self.collector, self.default_runtime
+                ),
+            ),
+            (
+                tasks_pb2,
+                "Tasks",
+                TasksService(self.containers, self.tasks, self.default_runtime),
+            ),
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="grpc"),
@@ -196,9 +253,15 @@ class Daemon:
         os.chmod(address, 0o660)
         os.chown(address, config.uid, config.gid)
         self.server = server
-        log.info("serving on %s", address)
+        # Where the real runc-v2 shim forwards its events (TTRPC_ADDRESS); ours runs
+        # `containerd-py publish` instead.
+        ttrpc_address = config.ttrpc_socket()
+        events_server = serve_events(ttrpc_address, self.exchange)
+        log.info("serving on %s and %s", address, ttrpc_address)
         self._stopped.wait()
+        events_server.shutdown(timeout=2)
         server.stop(grace=2).wait()
+        self.tasks.close()  # our connections only: shims and containers live on
         self.db.close()
 
     def stop(self) -> None:

@@ -142,6 +142,11 @@ class Service:
         self.init: Process | None = None
         self.execs: dict[str, Process] = {}
         self.deleted = False
+        # A process's exit is published after its start event: containerd's clients (ctr run
+        # waits on both) and `ctr events` expect start before exit, and a fast process can be
+        # reaped before Start has published. Keyed by exec id (the init: container id).
+        self.starting: set[str] = set()
+        self.held_exits: dict[str, events.TaskExit] = {}
         reaper.on_exit.append(self.on_exit)
 
     # --- helpers ------------------------------------------------------------------------------
@@ -196,16 +201,30 @@ class Service:
             if proc is None or proc.exited.is_set():
                 return
             proc.set_exit(exit)
-        self.publisher.publish(
-            "/tasks/exit",
-            events.TaskExit(
+            key = proc.exec_id or self.container_id
+            event = events.TaskExit(
                 container_id=self.container_id,
-                id=proc.exec_id or self.container_id,
+                id=key,
                 pid=exit.pid,
                 exit_status=exit.status,
                 exited_at=timestamp(exit.time_ns),
-            ),
-        )
+            )
+            if key in self.starting:
+                self.held_exits[key] = event
+                return
+        self.publisher.publish("/tasks/exit", event)
+
+    def begin_start(self, key: str) -> None:
+        with self.lock:
+            self.starting.add(key)
+
+    def end_start(self, key: str) -> None:
+        """The start event is out (or the start failed): release an exit held back."""
+        with self.lock:
+            self.starting.discard(key)
+            held = self.held_exits.pop(key, None)
+        if held is not None:
+            self.publisher.publish("/tasks/exit", held)
 
     def started(self, proc: Process, pid: int) -> None:
         """Record `pid` and catch an exit the reaper saw before we knew the pid."""
@@ -287,6 +306,14 @@ class Service:
             raise TTRPCError(
                 Code.FAILED_PRECONDITION, f"process {req.exec_id or req.id}: already started"
             )
+        key = proc.exec_id or self.container_id
+        self.begin_start(key)
+        try:
+            return self._start(proc, ctx)
+        finally:
+            self.end_start(key)
+
+    def _start(self, proc: Process, ctx: Context) -> bytes:
         if not proc.exec_id:
             try:
                 self.rt().run("start", self.container_id, env=self.env(ctx))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 
+from containerd_py.api.services.containers.v1 import containers_pb2
 from containerd_py.api.services.content.v1 import content_pb2
 from containerd_py.api.services.diff.v1 import diff_pb2
 from containerd_py.api.services.events.v1 import events_pb2
@@ -20,6 +21,7 @@ from containerd_py.api.services.introspection.v1 import introspection_pb2
 from containerd_py.api.services.leases.v1 import leases_pb2
 from containerd_py.api.services.namespaces.v1 import namespace_pb2
 from containerd_py.api.services.snapshots.v1 import snapshots_pb2
+from containerd_py.api.services.tasks.v1 import tasks_pb2
 from containerd_py.api.services.version.v1 import version_pb2
 from containerd_py.api.types import descriptor_pb2
 from containerd_py.client.services import Stream, Stub, error_from
@@ -44,6 +46,8 @@ _SERVICES = {
     "snapshots": (snapshots_pb2, "Snapshots"),
     "diff": (diff_pb2, "Diff"),
     "events": (events_pb2, "Events"),
+    "containers": (containers_pb2, "Containers"),
+    "tasks": (tasks_pb2, "Tasks"),
 }
 
 
@@ -78,6 +82,8 @@ class Client:
         self.snapshots = self._stub("snapshots")
         self.diff = self._stub("diff")
         self.events = self._stub("events")
+        self.containers = self._stub("containers")
+        self.tasks = self._stub("tasks")
 
     def _stub(self, name: str) -> Stub:
         module, service = _SERVICES[name]
