@@ -56,13 +56,28 @@ class TaskManager:
     def get(self, ns: str, id: str) -> Shim:
         with self._lock:
             shim = self._tasks.get((ns, id))
-        if shim is None:
+        if shim is None or self._reap_if_dead(shim):
             raise NotFound(f"task {id} not found")
         return shim
 
     def list(self, ns: str) -> list[Shim]:
         with self._lock:
-            return [shim for (n, _), shim in sorted(self._tasks.items()) if n == ns]
+            shims = [shim for (n, _), shim in sorted(self._tasks.items()) if n == ns]
+        return [shim for shim in shims if not self._reap_if_dead(shim)]
+
+    def _reap_if_dead(self, shim: Shim) -> bool:
+        """A shim whose connection closed (it was killed) is cleaned up as at start-up: its
+        binary's `delete`, the exit and delete events, the bundle removed."""
+        if not shim.client.closed:
+            return False
+        key = (shim.bundle.namespace, shim.id)
+        with self._lock:
+            if self._tasks.get(key) is not shim:
+                return True  # another thread reaped it
+            del self._tasks[key]
+        shim.close()
+        self._cleanup_dead(shim.bundle, None, shim.binary)
+        return True
 
     def _claim(self, ns: str, id: str) -> None:
         with self._lock:
@@ -160,11 +175,12 @@ class TaskManager:
                 ),
             )  # fmt: skip
 
-    def _cleanup_dead(self, bundle: Bundle, runtime: str | None) -> None:
-        try:
-            binary = bundle.read("shim-binary-path")
-        except NotFound:
-            binary = find_binary(runtime) if runtime else ""
+    def _cleanup_dead(self, bundle: Bundle, runtime: str | None, binary: str = "") -> None:
+        if not binary:
+            try:
+                binary = bundle.read("shim-binary-path")
+            except NotFound:
+                binary = find_binary(runtime) if runtime else ""
         if binary:
             try:
                 response = self.launcher.delete(bundle, binary)
