@@ -94,6 +94,9 @@ class TaskManager:
             bundle = Bundle.create(self.state, self.root, ns, id, opts.spec)
             try:
                 shim = self.launcher.start(bundle, binary, opts.options)
+            except ContainerdError as e:
+                bundle.delete()
+                raise _wrapped(e, "failed to start shim") from None
             except BaseException:
                 bundle.delete()
                 raise
@@ -108,6 +111,9 @@ class TaskManager:
                     task.CreateTaskResponse,
                     traceparent,
                 )  # fmt: skip
+            except ContainerdError as e:
+                self._teardown(shim)
+                raise _wrapped(e, "failed to create shim task") from None
             except BaseException:
                 self._teardown(shim)
                 raise
@@ -201,3 +207,10 @@ class TaskManager:
             except ContainerdError as e:
                 log.warning("cleanup of dead shim %s/%s: %s", bundle.namespace, bundle.id, e)
         bundle.delete()
+
+
+def _wrapped(error: ContainerdError, context: str) -> ContainerdError:
+    """`context: error`, keeping the error's code, as Go's `%w` wrapping keeps its class."""
+    wrapped = type(error)(f"{context}: {error}")
+    wrapped.code = error.code
+    return wrapped

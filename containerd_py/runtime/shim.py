@@ -57,12 +57,20 @@ def find_binary(runtime: str, runtime_path: str = "") -> str:
     return found
 
 
+# The codes containerd's errdefs.FromGRPC keeps; any other becomes UNKNOWN, as it does there.
+_KEPT = {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION",
+         "UNAVAILABLE", "UNIMPLEMENTED", "CANCELLED", "DEADLINE_EXCEEDED"}  # fmt: skip
+
+
 def _error(e: TTRPCError) -> ContainerdError:
     name = code_name(e.code)
-    cls = BY_CODE.get(name, ContainerdError)
-    error = cls(e.message)
-    if cls is ContainerdError:
-        error.code = name if name in BY_CODE else "UNKNOWN"
+    cls = BY_CODE.get(name, ContainerdError) if name in _KEPT else ContainerdError
+    if cls is not ContainerdError:
+        return cls(e.message)
+    code = name if name in _KEPT else "UNKNOWN"
+    # FromGRPC wraps what it does not know in ErrUnknown, whose text ends the message.
+    error = ContainerdError(f"{e.message}: unknown" if code == "UNKNOWN" else e.message)
+    error.code = code
     return error
 
 

@@ -64,6 +64,9 @@ class TasksService:
         return api.CreateTaskResponse(container_id=request.container_id, pid=pid)
 
     def _shim(self, call: Call, id: str) -> Shim:
+        """The container first, as containerd looks it up: an unknown id is the container's
+        NotFound; a container without a task is the task's."""
+        self.containers.get(call.namespace, id)
         return self.manager.get(call.namespace, id)
 
     def Start(self, request: api.StartRequest, call: Call) -> api.StartResponse:
@@ -77,6 +80,7 @@ class TasksService:
         return api.StartResponse(pid=started.pid)
 
     def Delete(self, request: api.DeleteTaskRequest, call: Call) -> api.DeleteResponse:
+        self.containers.get(call.namespace, request.container_id)
         exit = self.manager.delete(call.namespace, request.container_id, call.traceparent)
         return api.DeleteResponse(
             id=request.container_id,
