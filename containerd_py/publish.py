@@ -18,9 +18,10 @@ from containerd_py.api.services.events.v1 import events_pb2
 
 METHOD = "/containerd.services.events.v1.Events/Publish"
 NAMESPACE_KEY = "containerd-namespace"
-CONNECT_TIMEOUT = 2.0  # containerd's dial timeout, retried with backoff inside it
-# containerd's Publish has no deadline; ours has one so a stuck daemon cannot stall a shim's
-# event queue, which waits for this process.
+# One deadline for connecting (retried with backoff) and the call. containerd dials for 2 s, then
+# calls without a deadline; a separate connect wait (channel_ready_future) would cost grpcio
+# 200 ms at channel close, two thirds of this command, and no deadline at all could let a stuck
+# daemon stall the shim's event queue, which waits for this process.
 PUBLISH_TIMEOUT = 10.0
 # Go's dialer retries only these ("temporary") errors; FailOnNonTempDialError fails on the rest.
 _TEMPORARY = {errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED}
@@ -60,10 +61,6 @@ def publish(address: str, topic: str, namespace: str, event: any_pb2.Any) -> Non
     path = socket_path(address)
     _probe(address, path)
     with grpc.insecure_channel(f"unix:{path}") as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
-        except grpc.FutureTimeoutError:
-            raise PublishError(f'failed to dial "{address}": context deadline exceeded') from None
         call = channel.unary_unary(
             METHOD,
             request_serializer=events_pb2.PublishRequest.SerializeToString,
@@ -74,11 +71,17 @@ def publish(address: str, topic: str, namespace: str, event: any_pb2.Any) -> Non
                 events_pb2.PublishRequest(topic=topic, event=event),
                 timeout=PUBLISH_TIMEOUT,
                 metadata=((NAMESPACE_KEY, namespace),),
+                wait_for_ready=True,  # through temporary connect failures, until the deadline
             )
         except grpc.RpcError as e:
+            if not isinstance(e, grpc.Call):  # grpcio's call errors always are
+                raise PublishError(str(e)) from None
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise PublishError(
+                    f'failed to publish to "{address}": context deadline exceeded'
+                ) from None
             # errdefs.FromGRPC: the daemon's message is the error (its text names the code).
-            details = e.details() if isinstance(e, grpc.Call) else ""
-            raise PublishError(details or str(e)) from None
+            raise PublishError(e.details() or e.code().name) from None
 
 
 def main(address: str, topic: str, namespace: str) -> int:

@@ -257,6 +257,7 @@ class Daemon:
         # `containerd-py publish` instead.
         ttrpc_address = config.ttrpc_socket()
         events_server = serve_events(ttrpc_address, self.exchange)
+        os.chown(ttrpc_address, config.uid, config.gid)
         log.info("serving on %s and %s", address, ttrpc_address)
         self._stopped.wait()
         events_server.shutdown(timeout=2)

@@ -20,6 +20,7 @@ import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 
 from containerd_py import config
+from containerd_py import publish as publish_command
 from containerd_py.api.services.events.v1 import events_pb2
 from containerd_py.exchange import Exchange, Subscription
 from containerd_py.rpc import bind
@@ -209,6 +210,23 @@ def test_publish_to_nothing_fails_fast_and_clearly(root: Path) -> None:
     assert done.stderr == f'containerd-py: failed to dial "{stale}": connect: Connection refused\n'
 
 
+def test_publish_gives_up_on_a_daemon_that_never_answers(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shim waits for each publish: a listener that never speaks gRPC must not hold it."""
+    monkeypatch.setattr(publish_command, "PUBLISH_TIMEOUT", 0.5)
+    mute = str(root / "mute.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(mute)
+    listener.listen(8)
+    try:
+        with pytest.raises(publish_command.PublishError) as raised:
+            publish_command.publish(mute, "/tasks/exit", "ns", packed(EXIT))
+    finally:
+        listener.close()
+    assert str(raised.value) == f'failed to publish to "{mute}": context deadline exceeded'
+
+
 def test_publish_passes_on_the_daemons_refusal(grpc_socket: str) -> None:
     done = publish("--address", grpc_socket, "publish", "--topic", "/tasks/exit")
     assert (done.returncode, done.stderr) == (
@@ -222,20 +240,57 @@ def test_publish_passes_on_the_daemons_refusal(grpc_socket: str) -> None:
     assert done.stderr.endswith(": invalid argument\n")
 
 
-def test_our_shims_publisher_delivers_in_order(grpc_socket: str, exchange: Exchange) -> None:
-    """shim/events.py with containerd-py as its -publish-binary: exit before delete."""
+def shim_events_in_order(exchange: Exchange, publisher: Publisher, namespace: str) -> None:
+    """Our shim's exit then delete, through `publisher`, reach `exchange` in that order."""
     subscription = exchange.subscribe(['topic~="^/tasks/"'])
-    publisher = Publisher(BINARY, grpc_socket, "default")
     delete = task_pb2.TaskDelete(container_id="c1", id="c1", pid=42, exit_status=3)
     publisher.publish("/tasks/exit", EXIT)
     publisher.publish("/tasks/delete", delete)
     publisher.close(timeout=30)
     first, second = received(subscription), received(subscription)
     assert [(e.namespace, e.topic) for e in (first, second)] == [
-        ("default", "/tasks/exit"),
-        ("default", "/tasks/delete"),
+        (namespace, "/tasks/exit"),
+        (namespace, "/tasks/delete"),
     ]
     assert (first.event, second.event) == (packed(EXIT), packed(delete))
+
+
+def test_our_shim_publishes_through_the_binary(
+    grpc_socket: str, exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """shim/events.py with containerd-py as its -publish-binary and no TTRPC_ADDRESS."""
+    monkeypatch.delenv("TTRPC_ADDRESS", raising=False)
+    shim_events_in_order(exchange, Publisher(BINARY, grpc_socket, "default"), "default")
+
+
+def test_our_shim_forwards_over_ttrpc(
+    root: Path, exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """shim/events.py with TTRPC_ADDRESS set, as containerd-py starts its shims: no binary."""
+    path = str(root / "containerd.sock.ttrpc")
+    server = serve_events(path, exchange)
+    try:
+        monkeypatch.setenv("TTRPC_ADDRESS", path)
+        shim_events_in_order(exchange, Publisher("", str(root / "none.sock"), "k8s.io"), "k8s.io")
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.skipif(not shutil.which("containerd"), reason="the real containerd is not installed")
+def test_real_containerd_publish_reaches_containerd_py(
+    grpc_socket: str, exchange: Exchange
+) -> None:
+    """`containerd publish` (a shim's -publish-binary under the real containerd) works against
+    containerd-py: the same command line, stdin and gRPC call."""
+    subscription = exchange.subscribe([])
+    done = subprocess.run(
+        [str(shutil.which("containerd")), "--address", grpc_socket, "publish",
+         "--topic", "/tasks/exit", "--namespace", "ns"],
+        input=packed(EXIT).SerializeToString(), capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = received(subscription)
+    assert (got.namespace, got.topic, got.event) == ("ns", "/tasks/exit", packed(EXIT))
 
 
 # --- where the ttrpc socket is -----------------------------------------------------------------
