@@ -1,6 +1,6 @@
 """The `stacklab` command: the stack as a whole. For now `demo` (the README's main job: one
-container through runc-py, with its trace and process tree) and `trace`; eras, up/down and
-compare arrive with the layers above runc-py."""
+container through runc-py, then through containerd-py, a shim and runc-py, with its trace and
+process tree) and `trace`; eras, up/down and compare arrive with the layers above."""
 
 import argparse
 import os
@@ -30,7 +30,7 @@ def _runc_py() -> str:
 def _pstree(pid: int) -> str:
     try:
         return subprocess.run(
-            ["pstree", "-p", "-a", str(pid)], capture_output=True, text=True, check=False
+            ["pstree", "-p", "-a", "-T", str(pid)], capture_output=True, text=True, check=False
         ).stdout.rstrip()
     except FileNotFoundError:
         return "(pstree not installed: apt-get install psmisc)"
@@ -60,6 +60,7 @@ def demo(args: argparse.Namespace) -> int:
     try:
         with tracing.span("stacklab demo", "stacklab", attrs={"id": cid}) as root:
             _demo_run(runc, bundle, cid, root.traceparent)
+            _demo_chain(bundle, f"{cid}-chain", root.traceparent)
     except (subprocess.CalledProcessError, OSError) as e:
         print(f"stacklab demo: {e}", file=sys.stderr)
         return 1
@@ -85,19 +86,42 @@ def _demo_run(runc: list[str], bundle: Path, cid: str, traceparent: str) -> None
     print(_pstree(os.getpid()))
     print(f"\n$ runc-py start {cid}     (the container prints:)")
     subprocess.run([*runc, "start", cid], env=env, check=True)
-    for _ in range(200):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
-                break
-        except OSError:
-            break
-        time.sleep(0.01)
+    _wait_for_sleep(pid)
     print("\nthe running container's process tree:")
     print(_pstree(os.getpid()))
     _, status = os.waitpid(pid, 0)
     print(f"\ncontainer exited with status {os.waitstatus_to_exitcode(status)}")
     print(f"$ runc-py delete {cid}")
     subprocess.run([*runc, "delete", cid], env=env, check=True)
+
+
+def _wait_for_sleep(pid: int) -> None:
+    """Until the container's init has exec'd the script's final `sleep` (or exited)."""
+    for _ in range(300):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
+def _demo_chain(bundle: Path, cid: str, traceparent: str) -> None:
+    from stacklab import chain_demo
+
+    print("\n--- the same container through containerd-py -> shim -> runc-py (Docker 1.11) ---")
+    print("$ containerd-py --root … --state … --address " + paths.containerd_socket())
+    daemon = chain_demo.start_daemon()
+    try:
+
+        def show_tree(pid: int) -> None:
+            _wait_for_sleep(pid)
+            print(_pstree(os.getpid()))
+
+        status = chain_demo.run(bundle, cid, traceparent, show_tree)
+        print(f"\ncontainer exited with status {status}; task, container and snapshot removed")
+    finally:
+        chain_demo.stop_daemon(daemon)
 
 
 def main(argv: list[str] | None = None) -> int:
