@@ -12,8 +12,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stacklab import paths
+
+if TYPE_CHECKING:
+    from containerd_py.client import Client
 
 NAMESPACE = "demo"
 RUNTIME = "io.containerd.runpy.v2"
@@ -82,14 +86,16 @@ def run(bundle: Path, cid: str, traceparent: str, show_tree: Callable[[int], Non
         testimage.write_oci_archive(info.layout, archive)
     out = Path(paths.runtime_root()) / f"{cid}.out"
     with Client(paths.containerd_socket(), NAMESPACE, traceparent=traceparent) as client:
-        (image,) = import_archive(client, str(archive))
-        print(f"  Images.Create {image.name}, layers unpacked into overlayfs snapshots")
+        snapshotter = _snapshotter(client)
+        (image,) = import_archive(client, str(archive), unpack_to=snapshotter)
+        print(f"  Images.Create {image.name}, layers unpacked into {snapshotter} snapshots")
         manifest = json.loads(client.read_blob(image.target.digest))
         config = json.loads(client.read_blob(manifest["config"]["digest"]))
-        mounts = client.prepare(cid, chain_ids(config["rootfs"]["diff_ids"])[-1])
+        top = chain_ids(config["rootfs"]["diff_ids"])[-1]
+        mounts = client.prepare(cid, top, snapshotter=snapshotter)
         spec = any_pb2.Any(type_url=SPEC_TYPE, value=(bundle / "config.json").read_bytes())
         container = containers_pb2.Container(
-            id=cid, image=image.name, spec=spec, snapshotter="overlayfs", snapshot_key=cid
+            id=cid, image=image.name, spec=spec, snapshotter=snapshotter, snapshot_key=cid
         )
         container.runtime.name = RUNTIME
         client.containers.Create(containers_pb2.CreateContainerRequest(container=container))
@@ -112,6 +118,16 @@ def run(bundle: Path, cid: str, traceparent: str, show_tree: Callable[[int], Non
         finally:
             client.containers.Delete(containers_pb2.DeleteContainerRequest(id=cid))
             with contextlib.suppress(NotFound):  # collected with the container already
-                client.remove_snapshot(cid)
+                client.remove_snapshot(cid, snapshotter)
             out.unlink(missing_ok=True)
     return int(waited.exit_status)
+
+
+def _snapshotter(client: "Client") -> str:
+    """overlayfs where the daemon has it; native on hosts (or roots) where overlay does not
+    mount, e.g. a root that is itself on overlayfs."""
+    from containerd_py.api.services.introspection.v1 import introspection_pb2
+
+    request = introspection_pb2.PluginsRequest(filters=["type==io.containerd.snapshotter.v1"])
+    loaded = {p.id for p in client.introspection.Plugins(request).plugins}
+    return "overlayfs" if "overlayfs" in loaded else "native"
