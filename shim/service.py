@@ -428,9 +428,7 @@ class Service:
         req = _parse(api.KillRequest, data)
         proc = self.process(req.id, req.exec_id)
         if proc.exited.is_set() or not proc.pid:
-            raise TTRPCError(
-                Code.NOT_FOUND, f"process {req.exec_id or req.id}: process already finished"
-            )
+            raise TTRPCError(Code.NOT_FOUND, "process already finished")  # runc-v2's words
         if proc.exec_id:
             try:
                 os.kill(proc.pid, req.signal)
