@@ -2,13 +2,13 @@
 
 Like containerd's `mount` package on Linux: fstab-style options become MS_* flags plus a data
 string, a read-only bind is a bind followed by a read-only remount, and a temporary mount is
-always unmounted and its directory removed. mount(2) is called through ctypes, not the `mount`
-binary, because applying every layer of a pull goes through here.
+always unmounted and its directory removed. mount(2) is called through ctypes (`stacklab.mounts`,
+shared with the shim), not the `mount` binary, because applying every layer of a pull goes
+through here.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -19,6 +19,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from containerd_py.errdefs import ContainerdError, InvalidArgument
+from stacklab.mounts import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SILENT,
+    PROPAGATION,
+    parse_options,
+    sys_mount,
+    sys_umount,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,102 +44,7 @@ class Mount:
     options: list[str]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_SYNCHRONOUS = 16
-MS_REMOUNT = 32
-MS_MANDLOCK = 64
-MS_DIRSYNC = 128
-MS_NOATIME = 1024
-MS_NODIRATIME = 2048
-MS_BIND = 4096
-MS_REC = 16384
-MS_SILENT = 32768
-MS_UNBINDABLE = 1 << 17
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
-MS_RELATIME = 1 << 21
-MS_STRICTATIME = 1 << 24
-MNT_DETACH = 2
-
-_PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
-
-# option -> (clears the flag?, flag); anything else but "defaults" is file-system data.
-# The propagation options are not in containerd 1.6's table but runc's; a snapshotter may use them.
-_FLAGS: dict[str, tuple[bool, int]] = {
-    "async": (True, MS_SYNCHRONOUS),
-    "atime": (True, MS_NOATIME),
-    "bind": (False, MS_BIND),
-    "dev": (True, MS_NODEV),
-    "diratime": (True, MS_NODIRATIME),
-    "dirsync": (False, MS_DIRSYNC),
-    "exec": (True, MS_NOEXEC),
-    "mand": (False, MS_MANDLOCK),
-    "noatime": (False, MS_NOATIME),
-    "nodev": (False, MS_NODEV),
-    "nodiratime": (False, MS_NODIRATIME),
-    "noexec": (False, MS_NOEXEC),
-    "nomand": (True, MS_MANDLOCK),
-    "norelatime": (True, MS_RELATIME),
-    "nostrictatime": (True, MS_STRICTATIME),
-    "nosuid": (False, MS_NOSUID),
-    "rbind": (False, MS_BIND | MS_REC),
-    "relatime": (False, MS_RELATIME),
-    "remount": (False, MS_REMOUNT),
-    "ro": (False, MS_RDONLY),
-    "rw": (True, MS_RDONLY),
-    "strictatime": (False, MS_STRICTATIME),
-    "suid": (True, MS_NOSUID),
-    "sync": (False, MS_SYNCHRONOUS),
-    "private": (False, MS_PRIVATE),
-    "rprivate": (False, MS_PRIVATE | MS_REC),
-    "shared": (False, MS_SHARED),
-    "rshared": (False, MS_SHARED | MS_REC),
-    "slave": (False, MS_SLAVE),
-    "rslave": (False, MS_SLAVE | MS_REC),
-    "unbindable": (False, MS_UNBINDABLE),
-    "runbindable": (False, MS_UNBINDABLE | MS_REC),
-}
-
 _PAGESIZE = os.sysconf("SC_PAGESIZE")
-
-
-def parse_options(options: Sequence[str]) -> tuple[int, str]:
-    """fstab-style options -> (MS_* flags, data string for the file system)."""
-    flags = 0
-    data: list[str] = []
-    for opt in options:
-        clear, flag = _FLAGS.get(opt, (False, 0))
-        if flag == 0:
-            if opt != "defaults":
-                data.append(opt)
-        elif clear:
-            flags &= ~flag
-        else:
-            flags |= flag
-    return flags, ",".join(data)
-
-
-def _sys_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    ret = _libc.mount(
-        os.fsencode(source), os.fsencode(target), fstype.encode(), flags, data.encode() or None
-    )
-    if ret != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
-
-
-def _sys_umount(target: str, flags: int) -> None:
-    if _libc.umount2(os.fsencode(target), flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
 
 
 def _compact_lowerdirs(options: list[str], stack: ExitStack) -> list[str]:
@@ -161,14 +78,14 @@ def _mount_one(m: Mount, target: str) -> None:
         if len(data) >= _PAGESIZE:
             raise InvalidArgument(f"mount options is too long: {len(data)} bytes")
         # A propagation change is its own mount(2) call and must not ride along with the others.
-        oflags = flags & ~_PROPAGATION
+        oflags = flags & ~PROPAGATION
         if flags & MS_REMOUNT == 0 or data:
-            _sys_mount(m.source, target, m.type, oflags, data)
-        if flags & _PROPAGATION:
-            _sys_mount("", target, "", flags & (_PROPAGATION | MS_REC | MS_SILENT), "")
+            sys_mount(m.source, target, m.type, oflags, data)
+        if flags & PROPAGATION:
+            sys_mount("", target, "", flags & (PROPAGATION | MS_REC | MS_SILENT), "")
         # The kernel ignores MS_RDONLY on the bind itself; a remount makes it read-only.
         if oflags & (MS_BIND | MS_RDONLY) == MS_BIND | MS_RDONLY:
-            _sys_mount("", target, "", oflags | MS_REMOUNT, "")
+            sys_mount("", target, "", oflags | MS_REMOUNT, "")
 
 
 def mount_all(mounts: Sequence[Mount], target: str) -> None:
@@ -188,14 +105,14 @@ def _unmount_one(target: str) -> None:
     # retries for 2.5 s. After that, detach it so the caller can go on.
     for _ in range(50):
         try:
-            _sys_umount(target, 0)
+            sys_umount(target, 0)
             return
         except OSError as e:
             if e.errno != errno.EBUSY:
                 raise
         time.sleep(0.05)
     log.warning("%s still busy after 2.5s, detaching it", target)
-    _sys_umount(target, MNT_DETACH)
+    sys_umount(target, MNT_DETACH)
 
 
 def unmount_all(target: str) -> None:

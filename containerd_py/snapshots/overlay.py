@@ -4,7 +4,6 @@ stacks them (`lowerdir`, nearest parent first) under a writable `upperdir`."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -13,10 +12,10 @@ import tempfile
 from containerd_py.snapshots.api import Kind, Mount
 from containerd_py.snapshots.base import DirSnapshotter
 from containerd_py.snapshots.storage import Snapshot
+from stacklab.mounts import sys_mount, sys_umount
 
 log = logging.getLogger(__name__)
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 # Present when the kernel knows the index feature; containerd then always mounts index=off, so
 # a lower layer can be shared by mounts whose upper layers differ.
@@ -100,11 +99,12 @@ def _try_overlay(root: str, extra_options: str) -> bool:
             f"lowerdir={dirs['lower2']}:{dirs['lower1']},upperdir={dirs['upper']},"
             f"workdir={dirs['work']}{extra_options}"
         )
-        target = dirs["merged"].encode()
-        if _libc.mount(b"overlay", target, b"overlay", 0, data.encode()) != 0:
-            log.debug("overlay check mount failed: %s", os.strerror(ctypes.get_errno()))
+        try:
+            sys_mount("overlay", dirs["merged"], "overlay", 0, data)
+        except OSError as e:
+            log.debug("overlay check mount failed: %s", e.strerror)
             return False
-        _libc.umount2(target, 0)
+        sys_umount(dirs["merged"])
         return True
     finally:
         shutil.rmtree(check, ignore_errors=True)

@@ -8,6 +8,7 @@ import pytest
 from google.protobuf import any_pb2
 
 from shim import cli, mount, reaper
+from stacklab import mounts
 
 
 def test_go_style_flags_then_command() -> None:
@@ -45,9 +46,11 @@ def test_socket_path_like_containerd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_mount_options() -> None:
     flags, data = mount.parse_options(["ro", "nosuid", "lowerdir=/a:/b", "upperdir=/u", "rw"])
-    assert flags == mount.MS_NOSUID
+    assert flags == mounts.MS_NOSUID
     assert data == "lowerdir=/a:/b,upperdir=/u"
-    assert mount.parse_options(["rbind", "ro"])[0] == mount.MS_BIND | mount.MS_REC | mount.MS_RDONLY
+    assert (
+        mount.parse_options(["rbind", "ro"])[0] == mounts.MS_BIND | mounts.MS_REC | mounts.MS_RDONLY
+    )
 
 
 def test_exit_codes() -> None:
