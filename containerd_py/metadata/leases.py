@@ -3,6 +3,7 @@ one until the image record points at what it fetched). Deleting a lease releases
 collector."""
 
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +38,11 @@ def _check_resource(rtype: str, rid: str) -> None:
             raise InvalidArgument(f"invalid resource type {rtype}")
     else:
         raise NotImplemented_(f"resource type {rtype} not supported yet")
+
+
+def _require(cur: sqlite3.Cursor, ns: str, lease_id: str) -> None:
+    if not cur.execute("SELECT 1 FROM leases WHERE ns = ? AND id = ?", (ns, lease_id)).fetchone():
+        raise NotFound(f'lease "{lease_id}"')
 
 
 class Leases:
@@ -90,20 +96,10 @@ class Leases:
                 found.append(lease)
         return found
 
-    def _require(self, ns: str, lease_id: str) -> None:
-        with self.db.read() as cur:
-            if not cur.execute(
-                "SELECT 1 FROM leases WHERE ns = ? AND id = ?", (ns, lease_id)
-            ).fetchone():
-                raise NotFound(f'lease "{lease_id}"')
-
     def add_resource(self, ns: str, lease_id: str, rtype: str, rid: str) -> None:
         _check_resource(rtype, rid)
         with self.db.tx() as cur:
-            if not cur.execute(
-                "SELECT 1 FROM leases WHERE ns = ? AND id = ?", (ns, lease_id)
-            ).fetchone():
-                raise NotFound(f'lease "{lease_id}"')
+            _require(cur, ns, lease_id)
             cur.execute(
                 "INSERT OR IGNORE INTO lease_resources (ns, lease, type, id) VALUES (?, ?, ?, ?)",
                 (ns, lease_id, rtype, rid),
@@ -112,10 +108,7 @@ class Leases:
     def delete_resource(self, ns: str, lease_id: str, rtype: str, rid: str) -> None:
         _check_resource(rtype, rid)
         with self.db.tx() as cur:
-            if not cur.execute(
-                "SELECT 1 FROM leases WHERE ns = ? AND id = ?", (ns, lease_id)
-            ).fetchone():
-                raise NotFound(f'lease "{lease_id}"')
+            _require(cur, ns, lease_id)
             cur.execute(
                 "DELETE FROM lease_resources WHERE ns = ? AND lease = ? AND type = ? AND id = ?",
                 (ns, lease_id, rtype, rid),
@@ -123,8 +116,8 @@ class Leases:
 
     def list_resources(self, ns: str, lease_id: str) -> list[tuple[str, str]]:
         """(id, type) pairs."""
-        self._require(ns, lease_id)
         with self.db.read() as cur:
+            _require(cur, ns, lease_id)
             rows = cur.execute(
                 "SELECT id, type FROM lease_resources WHERE ns = ? AND lease = ? ORDER BY type, id",
                 (ns, lease_id),
